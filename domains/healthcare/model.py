@@ -1,0 +1,14 @@
+"""Healthcare model: a small multilayer perceptron giving the logit of heart disease."""
+
+import torch
+
+
+def build_model(*, input_dim: int, hidden: list[int] | None = None) -> torch.nn.Module:
+    """An MLP input_dim -> hidden... -> 1 (a logistic regression when `hidden` is empty)."""
+    layers: list[torch.nn.Module] = []
+    width = input_dim
+    for size in hidden if hidden is not None else [16]:
+        layers += [torch.nn.Linear(width, size), torch.nn.ReLU()]
+        width = size
+    layers.append(torch.nn.Linear(width, 1))
+    return torch.nn.Sequential(*layers)

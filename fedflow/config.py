@@ -1,0 +1,87 @@
+"""Typed configuration of a federation, parsed once at the edge (CLI, flow parameters)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class LocalTrainConfig(BaseModel):
+    """How each site trains the global model on its own rows in one round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=1, ge=1, description="Passes over the site's training rows per round.")
+    batch_size: int = Field(default=32, ge=1, description="Rows per optimisation step.")
+    learning_rate: float = Field(default=0.05, gt=0, description="Step size of the local optimiser.")
+    optimizer: Literal["sgd", "adam"] = Field(default="sgd", description="Local optimiser.")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
+    weight_decay: float = Field(default=0.0, ge=0, description="L2 penalty of the local optimiser.")
+
+
+class StrategyConfig(BaseModel):
+    """Which aggregation strategy the coordinator uses, and its keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="fedavg", description="A name from `fedflow.strategies.STRATEGIES`.")
+    options: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Keyword arguments of the strategy."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from fedflow.strategies import STRATEGIES
+
+        key = name.lower()
+        if key not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
+        return key
+
+
+class FederationConfig(BaseModel):
+    """Everything that decides what a federation run computes (logged as MLflow params)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: int = Field(default=20, ge=1, description="Number of federated rounds.")
+    sites_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="Fraction of the eligible sites sampled each round."
+    )
+    min_sites_per_round: int = Field(
+        default=2, ge=1, description="Sample at least this many sites per round (if available)."
+    )
+    min_sites: int = Field(
+        default=2,
+        ge=1,
+        description="Stop the run when fewer sites than this pass validation or report in a round.",
+    )
+    holdout_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="Share of each site's rows kept for its hold-out."
+    )
+    seed: int = Field(default=0, ge=0, description="Seeds the split, the sampling and training.")
+    local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+
+    @model_validator(mode="after")
+    def _round_minimum_fits(self) -> "FederationConfig":
+        if self.min_sites_per_round < self.min_sites:
+            raise ValueError(
+                f"min_sites_per_round ({self.min_sites_per_round}) is below min_sites "
+                f"({self.min_sites}): every round would stop the run; raise min_sites_per_round"
+            )
+        return self
+
+    def flat(self) -> dict[str, str | int | float | bool]:
+        """The config as flat `section.key` pairs, for MLflow params."""
+        out: dict[str, str | int | float | bool] = {}
+
+        def walk(prefix: str, value: object) -> None:
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+            else:
+                out[prefix] = value  # type: ignore[assignment]
+
+        walk("", self.model_dump())
+        return out

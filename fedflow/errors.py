@@ -1,0 +1,21 @@
+"""Errors the engine raises; each says what was wrong, where, and what to do."""
+
+
+class FedflowError(Exception):
+    """Base class of every error fedflow raises on purpose."""
+
+
+class PayloadError(FedflowError):
+    """A payload received from another party is not a valid, expected safetensors update."""
+
+
+class SiteDataError(FedflowError):
+    """A site's data file is missing, unreadable, empty or not what the domain declares."""
+
+
+class InsufficientSitesError(FedflowError):
+    """Fewer sites than `min_sites` are left to run a federation or a round."""
+
+
+class DomainError(FedflowError):
+    """A domain folder or its config.yaml is missing or invalid."""

@@ -1,0 +1,61 @@
+"""Coordinator-side pure steps of a round: the initial model, update checks, round metrics."""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedflow.errors import PayloadError
+from fedflow.metrics import weighted_average, worst
+from fedflow.params import NamedArrays, all_finite, decode, get_weights
+from fedflow.site import ModelFactory
+from fedflow.update import DecodedUpdate, SiteUpdate
+
+
+def initial_weights(factory: ModelFactory, *, input_dim: int, options: dict[str, Any], seed: int) -> NamedArrays:
+    """Round-0 global weights, seeded without disturbing the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_weights(factory(input_dim=input_dim, **options))
+
+
+def check_update(update: SiteUpdate, global_weights: Mapping[str, np.ndarray]) -> DecodedUpdate:
+    """Decode a site's update and check names, shapes, dtypes, finiteness and example count."""
+    if update.num_examples <= 0:
+        raise PayloadError(f"site {update.site!r} reported {update.num_examples} examples")
+    delta = decode(update.payload, like=global_weights)
+    if not all_finite(delta):
+        raise PayloadError(f"site {update.site!r} sent non-finite values (NaN or infinity)")
+    return DecodedUpdate(
+        site=update.site, num_examples=update.num_examples, delta=delta, metrics=dict(update.metrics)
+    )
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    """Federated evaluation of one global model: the weighted mean, every site, the worst site."""
+
+    mean: dict[str, float]
+    per_site: dict[str, dict[str, float]]
+    worst: dict[str, tuple[str, float]]
+
+    def flat(self) -> dict[str, float]:
+        """`global/<m>`, `site/<site>/<m>` and `worst/<m>` keys, for MLflow (NaN left out)."""
+        out = {f"global/{name}": value for name, value in self.mean.items()}
+        for site, metrics in self.per_site.items():
+            out.update({f"site/{site}/{name}": value for name, value in metrics.items()})
+        out.update({f"worst/{name}": value for name, (_, value) in self.worst.items()})
+        return {key: value for key, value in out.items() if not math.isnan(value)}
+
+
+def round_metrics(per_site: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> RoundMetrics:
+    """Weight each site's metrics by its hold-out size; find the worst site per metric."""
+    sites = sorted(per_site)
+    weights = [float(per_site[s].get("num_examples", 1.0)) for s in sites]
+    mean = {n: weighted_average([float(per_site[s].get(n, math.nan)) for s in sites], weights) for n in names}
+    worst_sites = {n: worst({s: float(per_site[s].get(n, math.nan)) for s in sites}, n) for n in names}
+    clean = {s: {n: float(per_site[s].get(n, math.nan)) for n in names} for s in sites}
+    return RoundMetrics(mean=mean, per_site=clean, worst=worst_sites)

@@ -1,0 +1,115 @@
+"""Reading a site's own data file, and splitting it into train and hold-out at the site."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from fedflow.domain import DomainSpec
+from fedflow.errors import SiteDataError
+
+_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
+    """Read a site's CSV or Parquet file with categorical columns as text.
+
+    Errors name the site and the file, and say what to check. Missing codes declared in the
+    domain (e.g. cholesterol recorded as 0) are turned into real missing values here.
+    """
+    kind = _READERS.get(path.suffix.lower())
+    if kind is None:
+        raise SiteDataError(
+            f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file"
+        )
+    if not path.is_file():
+        raise SiteDataError(f"site {site!r}: data file {path} does not exist")
+    try:
+        if kind == "csv":
+            text_columns = {c.name: "string" for c in spec.categorical}
+            frame = pd.read_csv(path, dtype=text_columns)
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError as error:
+        raise SiteDataError(f"site {site!r}: data file {path} is empty") from error
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise SiteDataError(f"site {site!r}: cannot read {path}: {error}") from error
+    if frame.empty:
+        raise SiteDataError(f"site {site!r}: data file {path} has a header but no rows")
+    if len(frame.columns) == 1 and len(spec.input_columns) > 1:
+        only = str(frame.columns[0])
+        hint = " (it looks like ';'- or tab-delimited; save it comma-separated)" if (
+            ";" in only or "\t" in only
+        ) else ""
+        raise SiteDataError(f"site {site!r}: {path} has a single column {only[:60]!r}{hint}")
+    return normalise_missing(frame, spec)
+
+
+def normalise_missing(frame: pd.DataFrame, spec: DomainSpec) -> pd.DataFrame:
+    """Replace the domain's declared missing codes by NaN, in a copy."""
+    return mask_missing_codes(frame, missing_codes(spec))
+
+
+def missing_codes(spec: DomainSpec) -> dict[str, list[float]]:
+    """Column -> the codes that mean "not measured" in that column."""
+    return {c.name: list(c.missing_codes) for c in spec.numeric if c.missing_codes}
+
+
+def mask_missing_codes(frame: pd.DataFrame, codes: dict[str, list[float]]) -> pd.DataFrame:
+    """Replace `codes[column]` values by NaN in numeric columns, in a copy."""
+    frame = frame.copy()
+    for column, values in codes.items():
+        if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].mask(frame[column].isin(values))
+    return frame
+
+
+def binary_labels(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+    """The 0/1 label of every row, from the target column and the domain's rule."""
+    target = spec.target
+    column = frame[target.column]
+    if target.positive_above is not None:
+        labels = pd.to_numeric(column, errors="raise") > target.positive_above
+    else:
+        labels = column.astype(str) == str(target.positive_value)
+    return labels.to_numpy(dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SiteSplit:
+    """A site's rows split into its training part and its hold-out part (stays at the site)."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+
+
+def split_site(frame: pd.DataFrame, labels: np.ndarray, *, holdout_fraction: float, seed: int) -> SiteSplit:
+    """Seeded hold-out split, stratified by label when every class has at least two rows."""
+    _, class_counts = np.unique(labels, return_counts=True)
+    stratify = labels if len(class_counts) > 1 and class_counts.min() >= 2 else None
+    train_idx, holdout_idx = train_test_split(
+        np.arange(len(frame)), test_size=holdout_fraction, random_state=seed % (2**32), stratify=stratify
+    )
+    return SiteSplit(
+        train=frame.iloc[np.sort(train_idx)].reset_index(drop=True),
+        holdout=frame.iloc[np.sort(holdout_idx)].reset_index(drop=True),
+    )
+
+
+def load_site_mapping(path: Path) -> dict[str, str]:
+    """Read a `site: data file` YAML mapping; relative files are taken from the YAML's folder."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SiteDataError(f"cannot read the sites file {path}: {error}") from error
+    except yaml.YAMLError as error:
+        raise SiteDataError(f"the sites file {path} is not valid YAML: {error}") from error
+    if isinstance(raw, dict) and "sites" in raw and isinstance(raw["sites"], dict):
+        raw = raw["sites"]
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise SiteDataError(f"the sites file {path} must map each site name to a data file path")
+    return {str(site): str((path.parent / file).resolve()) for site, file in raw.items()}

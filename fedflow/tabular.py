@@ -1,0 +1,187 @@
+"""Preprocessing of tabular site data that respects the site boundary.
+
+Each site summarises its own training rows as counts and sums (`site_statistics`); the
+coordinator adds the summaries (`merge_statistics`) and derives imputation values, one-hot
+vocabularies and scaling from the totals alone (`fit_preprocessor`). No row leaves a site, yet
+the result equals what pooled preprocessing would compute.
+"""
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from fedflow.domain import DomainSpec
+
+
+class NumericStats(BaseModel):
+    """Sufficient statistics of one numeric column: count, sum and sum of squares."""
+
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    missing: int = 0
+
+
+class CategoricalStats(BaseModel):
+    """Value counts of one categorical column, and how many rows miss it."""
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    missing: int = 0
+
+
+class SiteStatistics(BaseModel):
+    """Aggregates a site shares for preprocessing; no individual value is included."""
+
+    rows: int = 0
+    numeric: dict[str, NumericStats] = Field(default_factory=dict)
+    categorical: dict[str, CategoricalStats] = Field(default_factory=dict)
+
+
+class NumericTransform(BaseModel):
+    """Standardise with the federated mean and sd; impute the mean; flag missing values."""
+
+    name: str
+    mean: float
+    std: float
+    missing_indicator: bool
+
+
+class CategoricalTransform(BaseModel):
+    """One-hot over the federated vocabulary; unknown or missing values get no hot column."""
+
+    name: str
+    categories: list[str]
+    missing_indicator: bool
+
+
+class Preprocessor(BaseModel):
+    """Raw site columns -> float features. JSON-serialisable: it ships inside the model."""
+
+    numeric: list[NumericTransform]
+    categorical: list[CategoricalTransform]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the output columns, in order."""
+        names: list[str] = []
+        for num in self.numeric:
+            names.append(num.name)
+            if num.missing_indicator:
+                names.append(f"{num.name}__missing")
+        for cat in self.categorical:
+            names.extend(f"{cat.name}={value}" for value in cat.categories)
+            if cat.missing_indicator:
+                names.append(f"{cat.name}__missing")
+        return names
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Turn raw columns into a float32 matrix (missing codes must already be NaN)."""
+        columns: list[np.ndarray] = []
+        for num in self.numeric:
+            values = pd.to_numeric(frame[num.name], errors="coerce").to_numpy(dtype=np.float64)
+            missing = np.isnan(values)
+            columns.append(np.where(missing, 0.0, (values - num.mean) / num.std))
+            if num.missing_indicator:
+                columns.append(missing.astype(np.float64))
+        for cat in self.categorical:
+            raw = frame[cat.name]
+            missing = raw.isna().to_numpy()
+            text = raw.astype("string").to_numpy(dtype=object, na_value=None)
+            for value in cat.categories:
+                columns.append(np.array([v == value for v in text], dtype=np.float64))
+            if cat.missing_indicator:
+                columns.append(missing.astype(np.float64))
+        if not columns:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.stack(columns, axis=1).astype(np.float32)
+
+
+def site_statistics(frame: pd.DataFrame, spec: DomainSpec) -> SiteStatistics:
+    """Count, sum and sum of squares per numeric column, value counts per categorical one."""
+    stats = SiteStatistics(rows=len(frame))
+    for column in spec.numeric:
+        values = pd.to_numeric(frame[column.name], errors="coerce").to_numpy(dtype=np.float64)
+        present = values[~np.isnan(values)]
+        stats.numeric[column.name] = NumericStats(
+            count=int(present.size),
+            total=float(present.sum()),
+            total_sq=float(np.square(present).sum()),
+            missing=int(values.size - present.size),
+        )
+    for cat_column in spec.categorical:
+        raw = frame[cat_column.name]
+        counts = raw.dropna().astype(str).value_counts()
+        stats.categorical[cat_column.name] = CategoricalStats(
+            counts={str(k): int(v) for k, v in counts.items()}, missing=int(raw.isna().sum())
+        )
+    return stats
+
+
+def merge_statistics(parts: Iterable[SiteStatistics]) -> SiteStatistics:
+    """Add the sites' statistics column by column."""
+    merged = SiteStatistics()
+    for part in parts:
+        merged.rows += part.rows
+        for name, num in part.numeric.items():
+            acc = merged.numeric.setdefault(name, NumericStats())
+            acc.count += num.count
+            acc.total += num.total
+            acc.total_sq += num.total_sq
+            acc.missing += num.missing
+        for name, cat in part.categorical.items():
+            cacc = merged.categorical.setdefault(name, CategoricalStats())
+            for value, count in cat.counts.items():
+                cacc.counts[value] = cacc.counts.get(value, 0) + count
+            cacc.missing += cat.missing
+    return merged
+
+
+def fit_preprocessor(
+    stats: SiteStatistics, spec: DomainSpec, *, min_category_count: int = 5
+) -> Preprocessor:
+    """Derive the preprocessing from federated totals.
+
+    Categories seen fewer than `min_category_count` times across all sites are left out of the
+    vocabulary, so that one patient's rare value does not become a column of its own.
+    """
+    numeric: list[NumericTransform] = []
+    for column in spec.numeric:
+        num = stats.numeric.get(column.name, NumericStats())
+        if num.count == 0:
+            mean, std = 0.0, 1.0
+        else:
+            mean = num.total / num.count
+            variance = max(num.total_sq / num.count - mean * mean, 0.0)
+            std = math.sqrt(variance) if variance > 1e-12 else 1.0
+        numeric.append(
+            NumericTransform(name=column.name, mean=mean, std=std, missing_indicator=num.missing > 0)
+        )
+    categorical: list[CategoricalTransform] = []
+    for cat_column in spec.categorical:
+        cat = stats.categorical.get(cat_column.name, CategoricalStats())
+        # Keep the declared order so that the model's input layout does not depend on counts.
+        vocabulary = [c for c in cat_column.categories if cat.counts.get(c, 0) >= min_category_count]
+        categorical.append(
+            CategoricalTransform(
+                name=cat_column.name, categories=vocabulary, missing_indicator=cat.missing > 0
+            )
+        )
+    return Preprocessor(numeric=numeric, categorical=categorical)
+
+
+def example_frame(preprocessor: Preprocessor, rows: int = 2) -> pd.DataFrame:
+    """A synthetic frame of raw columns built from federated aggregates, never from real rows.
+
+    Used as MLflow's input example: numeric columns at their federated mean (rounded), the
+    first categories of each vocabulary.
+    """
+    data: dict[str, list[object]] = {}
+    for num in preprocessor.numeric:
+        data[num.name] = [round(num.mean + (i - (rows - 1) / 2) * num.std, 1) for i in range(rows)]
+    for cat in preprocessor.categorical:
+        vocab = cat.categories or [""]
+        data[cat.name] = [vocab[i % len(vocab)] for i in range(rows)]
+    return pd.DataFrame(data)

@@ -1,0 +1,234 @@
+"""The coordinator: a Prefect flow that runs a whole federation, round by round."""
+
+import math
+import time
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, Field
+
+from domains import load_domain
+from fedflow.config import FederationConfig
+from fedflow.errors import FedflowError, InsufficientSitesError
+from fedflow.metrics import HIGHER_IS_BETTER
+from fedflow.params import encode
+from fedflow.rounds import check_update, initial_weights, round_metrics
+from fedflow.sampling import sample_sites
+from fedflow.seeding import derive_seed
+from fedflow.sitedata import missing_codes
+from fedflow.strategies import build_strategy
+from fedflow.tabular import fit_preprocessor, merge_statistics
+from fedflow.update import DecodedUpdate, SiteUpdate
+from flows.progress import RoundEvent, publish
+from flows.reports import round_markdown, validation_markdown
+from flows.site_tasks import evaluate_site, prepare_site, train_site
+from flows.tracking import FederationTracker, registered_model_name, tracking_uri
+
+EVAL_METRICS = ["loss", "accuracy", "balanced_accuracy", "roc_auc"]
+
+
+class FederationResult(BaseModel):
+    """What a finished federation returns (and the CLI prints)."""
+
+    federation_id: str
+    domain: str
+    rounds_completed: int
+    mlflow_run_id: str
+    mlflow_experiment_id: str
+    tracking_uri: str
+    registered_model: str
+    champion_version: str | None = None
+    final_metrics: dict[str, float] = Field(default_factory=dict)
+    per_site: dict[str, dict[str, float]] = Field(default_factory=dict)
+    excluded_sites: dict[str, list[str]] = Field(default_factory=dict)
+
+
+@flow(name="federated-training", log_prints=True)
+def federated_training(
+    domain: str = "healthcare",
+    federation: FederationConfig | None = None,
+    sites_file: str | None = None,
+    run_name: str | None = None,
+) -> FederationResult:
+    """Validate every site, agree on preprocessing from aggregates, then run the rounds.
+
+    `federation` defaults to the domain's config.yaml; `sites_file` is a YAML mapping of site to
+    data file that replaces the config's mapping (read by the sites, never logged).
+    """
+    logger = get_run_logger()
+    loaded = load_domain(domain)
+    config = federation if federation is not None else loaded.spec.federation
+    federation_id = run_name or f"{domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{config.seed}"
+    tracker = FederationTracker.start(
+        domain=domain,
+        run_name=federation_id,
+        params={"domain": domain, **config.flat()},
+        tags={"fedflow.federation_id": federation_id, "fedflow.domain": domain},
+    )
+    try:
+        return _run(loaded, config, federation_id, sites_file, tracker, logger)
+    except BaseException as error:
+        tracker.finish(failure=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _run(loaded, config, federation_id, sites_file, tracker, logger) -> FederationResult:  # type: ignore[no-untyped-def]
+    domain = loaded.name
+    spec = loaded.spec
+
+    # 1. Every site validates its own data and shares only aggregates.
+    futures = [
+        prepare_site.submit(
+            domain, site, sites_file=sites_file, holdout_fraction=config.holdout_fraction, seed=config.seed
+        )
+        for site in spec.sites
+    ]
+    preparations = [future.result() for future in futures]
+    summaries = [p.summary for p in preparations]
+    excluded = {s.site: s.reasons() for s in summaries if not s.success}
+    eligible = [p.summary.site for p in preparations if p.summary.success]
+    for site, reasons in excluded.items():
+        logger.warning("site %s excluded from the run: %s", site, "; ".join(reasons))
+    for summary in summaries:
+        tracker.log_json(summary.model_dump(), f"validation/{summary.site}.json")
+    tracker.set_tags({"sites.eligible": ",".join(eligible), "sites.excluded": ",".join(excluded) or "none"})
+    tracker.log_metrics({"sites/eligible": len(eligible), "sites/excluded": len(excluded)}, step=0)
+    create_markdown_artifact(
+        markdown=validation_markdown(domain, summaries),
+        key=f"{domain.replace('_', '-')}-validation",
+        description=f"Data validation of {federation_id}",
+    )
+    if len(eligible) < config.min_sites:
+        raise InsufficientSitesError(
+            f"only {len(eligible)} site(s) passed validation ({', '.join(eligible) or 'none'}) but "
+            f"min_sites is {config.min_sites}; excluded: "
+            + "; ".join(f"{site}: {' / '.join(reasons)}" for site, reasons in excluded.items())
+        )
+
+    # 2. Preprocessing from summed counts and sums; the round-0 model from the seed.
+    preprocessor = fit_preprocessor(
+        merge_statistics(p.statistics for p in preparations if p.statistics is not None), spec
+    )
+    tracker.log_json(preprocessor.model_dump(), "preprocessing/preprocessor.json")
+    global_weights = initial_weights(
+        loaded.build_model,
+        input_dim=len(preprocessor.feature_names),
+        options=spec.model,
+        seed=derive_seed(config.seed, "init"),
+    )
+    strategy = build_strategy(config.strategy.name, config.strategy.options)
+    champion_metric = spec.champion_metric
+    higher_is_better = champion_metric in HIGHER_IS_BETTER
+    last_metrics: dict[str, float] = {}
+    last_per_site: dict[str, dict[str, float]] = {}
+    common = {"preprocessor": preprocessor, "holdout_fraction": config.holdout_fraction, "seed": config.seed}
+
+    for round_number in range(1, config.rounds + 1):
+        started = time.perf_counter()
+        chosen = sample_sites(
+            eligible,
+            fraction=config.sites_fraction,
+            minimum=config.min_sites_per_round,
+            seed=derive_seed(config.seed, "sample", round_number),
+        )
+        global_payload = encode(global_weights)
+        settings = strategy.configure_train(round_number)
+        local_config = config.local.model_copy(update={k: v for k, v in settings.items() if k in type(config.local).model_fields})
+        train_futures = {
+            site: train_site.submit(
+                domain, site, round_number=round_number, global_payload=global_payload,
+                local_config=local_config, **common,
+            )
+            for site in chosen
+        }
+        dropped: dict[str, str] = {}
+        accepted: list[DecodedUpdate] = []
+        bytes_received = 0
+        for site, future in train_futures.items():
+            try:
+                update: SiteUpdate = future.result()
+                bytes_received += len(update.payload)
+                accepted.append(check_update(update, global_weights))
+            except FedflowError as error:
+                dropped[site] = str(error)
+            except Exception as error:  # a crashed site must not end the round for the others
+                dropped[site] = f"{type(error).__name__}: {error}"
+        for site, reason in dropped.items():
+            logger.warning("round %d: update of site %s dropped: %s", round_number, site, reason)
+        if len(accepted) < config.min_sites:
+            raise InsufficientSitesError(
+                f"round {round_number}: only {len(accepted)} valid update(s) but min_sites is "
+                f"{config.min_sites}; dropped: {dropped}"
+            )
+        global_weights = strategy.aggregate(round_number, global_weights, accepted)
+
+        # 3. Federated evaluation: every eligible site scores the new global model on its hold-out.
+        new_payload = encode(global_weights)
+        eval_futures = {
+            site: evaluate_site.submit(domain, site, round_number=round_number, global_payload=new_payload, **common)
+            for site in eligible
+        }
+        per_site: dict[str, dict[str, float]] = {}
+        for site, future in eval_futures.items():
+            try:
+                per_site[site] = future.result()
+            except Exception as error:
+                logger.warning("round %d: evaluation at site %s failed: %s", round_number, site, error)
+        metrics = round_metrics(per_site, EVAL_METRICS)
+        train_loss = sum(u.metrics.get("train_loss", math.nan) * u.num_examples for u in accepted) / sum(
+            u.num_examples for u in accepted
+        )
+        bytes_sent = len(global_payload) * len(chosen) + len(new_payload) * len(eval_futures)
+        logged = {
+            **metrics.flat(),
+            "train/loss": train_loss,
+            "comm/bytes_sent": float(bytes_sent),
+            "comm/bytes_received": float(bytes_received),
+            "sites/participants": float(len(accepted)),
+            "sites/dropped": float(len(dropped)),
+        }
+
+        version = tracker.register_round(
+            round_number=round_number,
+            strategy=strategy.name,
+            weights_payload=new_payload,
+            preprocessor=preprocessor,
+            model_code=loaded.root / "model.py",
+            model_options=spec.model,
+            missing_codes=missing_codes(spec),
+        )
+        tracker.offer_champion(version, metrics.mean.get(champion_metric, math.nan), higher_is_better=higher_is_better)
+        logged["time/round_seconds"] = time.perf_counter() - started
+        tracker.log_metrics(logged, step=round_number)
+        create_markdown_artifact(
+            markdown=round_markdown(
+                domain=domain, round_number=round_number, rounds=config.rounds, metrics=metrics,
+                participants=[u.site for u in accepted], dropped=dropped, version=version,
+            ),
+            description=f"{federation_id}: round {round_number}",
+        )
+        logger.info(
+            "round %d/%d: %s %.4f (worst %s %.4f), version %s",
+            round_number, config.rounds, champion_metric, metrics.mean.get(champion_metric, math.nan),
+            *metrics.worst.get(champion_metric, ("", math.nan)), version,
+        )
+        last_metrics = {k: v for k, v in metrics.mean.items()}
+        last_per_site = metrics.per_site
+        publish(RoundEvent(round=round_number, rounds=config.rounds, metrics=last_metrics,
+                           participants=[u.site for u in accepted], dropped=dropped))
+
+    tracker.finish()
+    return FederationResult(
+        federation_id=federation_id,
+        domain=domain,
+        rounds_completed=config.rounds,
+        mlflow_run_id=tracker.run_id,
+        mlflow_experiment_id=tracker.experiment_id,
+        tracking_uri=tracking_uri(),
+        registered_model=registered_model_name(domain),
+        champion_version=tracker.champion[0] if tracker.champion else None,
+        final_metrics=last_metrics,
+        per_site=last_per_site,
+        excluded_sites=excluded,
+    )

@@ -1,0 +1,152 @@
+"""The site's steps as thin Prefect tasks around `fedflow.site`.
+
+In simulation every site is a task in the coordinator's process, reading only its own file;
+the rows stay in a per-site cache that the coordinator never reads.
+"""
+
+import functools
+import threading
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from domains import Domain, load_domain
+from fedflow.config import LocalTrainConfig
+from fedflow.errors import FedflowError
+from fedflow.site import LocalSite, local_evaluate_step, local_train_step
+from fedflow.sitedata import load_site_mapping, read_site_frame
+from fedflow.tabular import Preprocessor, SiteStatistics
+from fedflow.update import SiteUpdate
+from validation import ValidationSummary, failure_summary, validate_frame
+
+
+class SitePreparation(BaseModel):
+    """What a site reports before training: its validation summary and, if it passed, aggregates."""
+
+    summary: ValidationSummary
+    statistics: SiteStatistics | None = None
+
+
+class _SiteState:
+    """Rows and derived arrays of the sites this process serves, keyed by run settings."""
+
+    def __init__(self) -> None:
+        self.sites: dict[tuple[str, str, float, int], LocalSite] = {}
+        self.arrays: dict[tuple[str, str, float, int, str, str], Any] = {}
+        self.lock = threading.Lock()
+
+
+_STATE = _SiteState()
+
+
+@functools.cache
+def _domain(name: str) -> Domain:
+    """Load a domain once per process: tasks run many times a round."""
+    return load_domain(name)
+
+
+def site_data_path(domain: Domain, site: str, sites_file: str | None) -> Path:
+    """The site's own data file: from a sites YAML if given, else from the domain config."""
+    overrides = load_site_mapping(Path(sites_file)) if sites_file else None
+    return domain.site_path(site, overrides)
+
+
+def _scrub(message: str, path: Path) -> str:
+    """Remove the site's file path from a message before it leaves the site."""
+    return message.replace(str(path), "<data file>")
+
+
+@task(name="site-validate", cache_policy=NO_CACHE, task_run_name="validate-{site}")
+def prepare_site(
+    domain_name: str, site: str, *, sites_file: str | None, holdout_fraction: float, seed: int
+) -> SitePreparation:
+    """Read the site's file, validate it with GX, split it, and share preprocessing aggregates."""
+    domain = _domain(domain_name)
+    try:
+        path = site_data_path(domain, site, sites_file)
+    except FedflowError as error:
+        return SitePreparation(summary=failure_summary(site, str(error)))
+    try:
+        frame = read_site_frame(path, domain.spec, site=site)
+    except FedflowError as error:
+        return SitePreparation(summary=failure_summary(site, _scrub(str(error), path)))
+    summary = validate_frame(frame, domain.expectations, site=site, suite_name=domain_name)
+    if not summary.success:
+        return SitePreparation(summary=summary)
+    local = LocalSite.from_frame(
+        name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
+    )
+    with _STATE.lock:
+        _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
+    return SitePreparation(summary=summary, statistics=local.statistics())
+
+
+def _site_arrays(
+    domain_name: str, site: str, holdout_fraction: float, seed: int, preprocessor: Preprocessor, part: str
+) -> Any:
+    key = (domain_name, site, holdout_fraction, seed, preprocessor.model_dump_json(), part)
+    with _STATE.lock:
+        cached = _STATE.arrays.get(key)
+        local = _STATE.sites.get(key[:4])  # type: ignore[call-overload]
+    if cached is not None:
+        return cached
+    if local is None:
+        raise FedflowError(f"site {site!r} has not been prepared (validated) in this process")
+    arrays = local.arrays(preprocessor, part)
+    with _STATE.lock:
+        _STATE.arrays[key] = arrays
+    return arrays
+
+
+@task(name="site-train", cache_policy=NO_CACHE, task_run_name="train-{site}-round-{round_number}")
+def train_site(
+    domain_name: str,
+    site: str,
+    *,
+    round_number: int,
+    global_payload: bytes,
+    preprocessor: Preprocessor,
+    local_config: LocalTrainConfig,
+    holdout_fraction: float,
+    seed: int,
+) -> SiteUpdate:
+    """One local step: train the global model on the site's training rows, return the delta."""
+    domain = _domain(domain_name)
+    features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
+    return local_train_step(
+        site=site,
+        round_number=round_number,
+        factory=domain.build_model,
+        model_options=domain.spec.model,
+        global_payload=global_payload,
+        features=features,
+        labels=labels,
+        config=local_config,
+        seed=seed,
+    )
+
+
+@task(name="site-evaluate", cache_policy=NO_CACHE, task_run_name="evaluate-{site}-round-{round_number}")
+def evaluate_site(
+    domain_name: str,
+    site: str,
+    *,
+    round_number: int,
+    global_payload: bytes,
+    preprocessor: Preprocessor,
+    holdout_fraction: float,
+    seed: int,
+) -> dict[str, float]:
+    """Evaluate the global model on the site's hold-out rows; only metrics leave the site."""
+    domain = _domain(domain_name)
+    features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout")
+    return local_evaluate_step(
+        factory=domain.build_model,
+        model_options=domain.spec.model,
+        global_payload=global_payload,
+        features=features,
+        labels=labels,
+    )

@@ -1,0 +1,145 @@
+"""MLflow: one experiment per domain, one run per federation, one model version per round."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from fedflow.tabular import Preprocessor, example_frame
+
+PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+CHAMPION_ALIAS = "champion"
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite file `mlflow.db` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def artifact_root() -> Path:
+    """Where local runs keep artifacts: `FEDFLOW_ARTIFACT_ROOT` or `./mlartifacts`."""
+    return Path(os.environ.get("FEDFLOW_ARTIFACT_ROOT") or Path.cwd() / "mlartifacts").resolve()
+
+
+def registered_model_name(domain: str) -> str:
+    """The registry name of a domain's global model, e.g. `healthcare-global`."""
+    return f"{domain}-global"
+
+
+def _experiment_id(domain: str) -> str:
+    experiment = mlflow.get_experiment_by_name(domain)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    uri = tracking_uri()
+    location = None
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        location = (artifact_root() / domain).as_uri()
+    return str(mlflow.create_experiment(domain, artifact_location=location))
+
+
+class FederationTracker:
+    """Logs one federation as one MLflow run (the run stays active in the flow's thread)."""
+
+    def __init__(self, *, domain: str, run_id: str, experiment_id: str) -> None:
+        self.domain = domain
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.model_name = registered_model_name(domain)
+        self.client = MlflowClient()
+        self.champion: tuple[str, float] | None = None
+
+    @classmethod
+    def start(
+        cls, *, domain: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> "FederationTracker":
+        """Create (or reuse) the domain's experiment and start the federation's run."""
+        mlflow.set_tracking_uri(tracking_uri())
+        experiment_id = _experiment_id(domain)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        return cls(domain=domain, run_id=run.info.run_id, experiment_id=experiment_id)
+
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        """Metrics at `step` (the round); NaN values are left out."""
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)}, step=step)
+
+    def log_json(self, data: Any, artifact_file: str) -> None:
+        """A JSON artifact of the run."""
+        mlflow.log_dict(data, artifact_file)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags of the run."""
+        mlflow.set_tags(tags)
+
+    def register_round(
+        self,
+        *,
+        round_number: int,
+        strategy: str,
+        weights_payload: bytes,
+        preprocessor: Preprocessor,
+        model_code: Path,
+        model_options: dict[str, Any],
+        missing_codes: dict[str, list[float]],
+    ) -> str:
+        """Log the round's global model as a pyfunc and register it as a new version."""
+        meta = {
+            "domain": self.domain,
+            "round": round_number,
+            "input_dim": len(preprocessor.feature_names),
+            "model_options": model_options,
+            "missing_codes": missing_codes,
+            "feature_names": preprocessor.feature_names,
+        }
+        example = example_frame(preprocessor)
+        output = pd.DataFrame({"probability": [0.5] * len(example), "prediction": [1] * len(example)})
+        with tempfile.TemporaryDirectory() as folder:
+            files = Path(folder)
+            (files / "weights.safetensors").write_bytes(weights_payload)
+            (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
+            (files / "meta.json").write_text(json.dumps(meta, indent=1))
+            info = mlflow.pyfunc.log_model(
+                name=f"global-round-{round_number}",
+                python_model=str(PYFUNC_MODEL_CODE),
+                artifacts={
+                    "weights": str(files / "weights.safetensors"),
+                    "preprocessor": str(files / "preprocessor.json"),
+                    "meta": str(files / "meta.json"),
+                    "model_code": str(model_code),
+                },
+                signature=infer_signature(example, output),
+                input_example=example,
+                registered_model_name=self.model_name,
+                step=round_number,
+            )
+        version = str(info.registered_model_version)
+        for key, value in {"run_id": self.run_id, "round": str(round_number), "strategy": strategy}.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)
+        return version
+
+    def offer_champion(self, version: str, value: float, *, higher_is_better: bool = True) -> bool:
+        """Move the `champion` alias to `version` if its value beats the best so far in this run."""
+        if math.isnan(value):
+            return False
+        better = (
+            self.champion is None
+            or (higher_is_better and value > self.champion[1])
+            or (not higher_is_better and value < self.champion[1])
+        )
+        if better:
+            self.champion = (version, value)
+            self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+        return better
+
+    def finish(self, *, failure: str | None = None) -> None:
+        """End the run: FINISHED, or FAILED with the reason as a tag."""
+        if failure is not None:
+            mlflow.set_tag("failure_reason", failure[:4900])
+        mlflow.end_run(status="FAILED" if failure is not None else "FINISHED")

@@ -1,0 +1,6 @@
+"""Great Expectations 1.x suites built from a domain, and privacy-safe validation summaries."""
+
+from validation.summary import CheckResult, ValidationSummary
+from validation.validate import build_suite, failure_summary, validate_frame
+
+__all__ = ["CheckResult", "ValidationSummary", "build_suite", "failure_summary", "validate_frame"]
