@@ -1,9 +1,12 @@
 """MLflow: one experiment per domain, one run per federation, one model version per round."""
 
+import contextlib
+import io
 import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,24 +108,33 @@ class FederationTracker:
             (files / "weights.safetensors").write_bytes(weights_payload)
             (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
             (files / "meta.json").write_text(json.dumps(meta, indent=1))
-            info = mlflow.pyfunc.log_model(
-                name=f"global-round-{round_number}",
-                python_model=str(PYFUNC_MODEL_CODE),
-                artifacts={
-                    "weights": str(files / "weights.safetensors"),
-                    "preprocessor": str(files / "preprocessor.json"),
-                    "meta": str(files / "meta.json"),
-                    "model_code": str(model_code),
-                },
-                signature=infer_signature(example, output),
-                input_example=example,
-                registered_model_name=self.model_name,
-                step=round_number,
-            )
+            # MLflow prints registration chatter to stderr and hints about integer columns; the
+            # version number is logged by the flow instead.
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore", UserWarning)
+                info = self._log_model(round_number, files, model_code, example, output)
         version = str(info.registered_model_version)
         for key, value in {"run_id": self.run_id, "round": str(round_number), "strategy": strategy}.items():
             self.client.set_model_version_tag(self.model_name, version, key, value)
         return version
+
+    def _log_model(
+        self, round_number: int, files: Path, model_code: Path, example: pd.DataFrame, output: pd.DataFrame
+    ) -> Any:
+        return mlflow.pyfunc.log_model(
+            name=f"global-round-{round_number}",
+            python_model=str(PYFUNC_MODEL_CODE),
+            artifacts={
+                "weights": str(files / "weights.safetensors"),
+                "preprocessor": str(files / "preprocessor.json"),
+                "meta": str(files / "meta.json"),
+                "model_code": str(model_code),
+            },
+            signature=infer_signature(example, output),
+            input_example=example,
+            registered_model_name=self.model_name,
+            step=round_number,
+        )
 
     def offer_champion(self, version: str, value: float, *, higher_is_better: bool = True) -> bool:
         """Move the `champion` alias to `version` if its value beats the best so far in this run."""

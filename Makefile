@@ -1,0 +1,35 @@
+# fedflow: `make demo` sets up and runs the healthcare federation; `make test` sets up and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest benchmark clean
+
+# torch first and exactly 2.13.0: the CPU build on this machine's disk; other specs pull CUDA.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fedflow run healthcare
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy fedflow
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/heart_disease.py --seeds 5
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,222 @@
+"""`fedflow …`: run a federation, validate a site's file, list domains, open the UIs.
+
+Prefect, MLflow and GX are imported inside the commands that need them, so that `fedflow
+--help` stays fast and the engine stays free of them.
+"""
+
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
+domains_app = typer.Typer(help="Domain templates.", invoke_without_command=True)
+app.add_typer(domains_app, name="domains")
+console = Console()
+err = Console(stderr=True)
+
+
+def _quiet_orchestration_logs() -> None:
+    """Keep Prefect's per-task lines out of the terminal (they still reach the Prefect UI)."""
+    for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
+        os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "WARNING")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _fmt(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.4f}"
+
+
+@app.command()
+def run(
+    domain: Annotated[str, typer.Argument(help="Domain template, e.g. healthcare (see `fedflow domains`).")],
+    rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Aggregation strategy, e.g. fedavg.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the split, sampling and training.")] = None,
+    sites_fraction: Annotated[float | None, typer.Option(help="Fraction of sites sampled per round.")] = None,
+    min_sites: Annotated[int | None, typer.Option(help="Stop when fewer sites than this remain.")] = None,
+    min_sites_per_round: Annotated[int | None, typer.Option(help="Sample at least this many sites.")] = None,
+    local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Local learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="Local optimiser: sgd or adam.")] = None,
+    sites: Annotated[
+        Path | None, typer.Option(help="YAML mapping site -> data file, replacing the domain's.")
+    ] = None,
+    run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
+) -> None:
+    """Run a federation of the domain's sites, with its defaults and these overrides."""
+    from domains import available_domains, load_domain
+    from fedflow.config import FederationConfig
+    from fedflow.errors import FedflowError
+
+    if domain not in available_domains():
+        raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
+    if sites is not None and not sites.is_file():
+        raise _fail(f"--sites: {sites} does not exist")
+    defaults = load_domain(domain).spec.federation.model_dump()
+    top = {"rounds": rounds, "seed": seed, "sites_fraction": sites_fraction, "min_sites": min_sites,
+           "min_sites_per_round": min_sites_per_round}
+    local = {"epochs": local_epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
+    defaults.update({k: v for k, v in top.items() if v is not None})
+    defaults["local"].update({k: v for k, v in local.items() if v is not None})
+    if strategy is not None:
+        defaults["strategy"] = {"name": strategy, "options": {}}
+    if min_sites is not None and min_sites_per_round is None:
+        defaults["min_sites_per_round"] = max(defaults["min_sites_per_round"], min_sites)
+    try:
+        config = FederationConfig.model_validate(defaults)
+    except ValidationError as error:
+        raise _fail(f"invalid options:\n{error}") from error
+
+    if not verbose:
+        _quiet_orchestration_logs()
+    import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    from flows.coordinator import federated_training
+    from flows.progress import RoundEvent, subscribe
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    console.print(
+        f"[bold]fedflow[/] {domain}: {config.rounds} rounds of {config.strategy.name}, seed {config.seed}"
+    )
+    progress = Progress(
+        TextColumn("[bold blue]round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+    bar = progress.add_task("rounds", total=config.rounds, status="validating sites…")
+
+    def on_round(event: RoundEvent) -> None:
+        auc = event.metrics.get("roc_auc", math.nan)
+        dropped = f", dropped {','.join(event.dropped)}" if event.dropped else ""
+        progress.update(bar, completed=event.round, status=f"ROC AUC {_fmt(auc)}{dropped}")
+
+    unsubscribe = subscribe(on_round)
+    try:
+        with progress:
+            result = federated_training(
+                domain=domain, federation=config, sites_file=str(sites.resolve()) if sites else None,
+                run_name=run_name,
+            )
+    except FedflowError as error:
+        raise _fail(str(error)) from error
+    finally:
+        unsubscribe()
+    _print_summary(result)
+
+
+def _print_summary(result: Any) -> None:
+    table = Table(title=f"{result.domain}: hold-out metrics of the final global model")
+    names = list(result.final_metrics)
+    table.add_column("site")
+    for name in names:
+        table.add_column(name, justify="right")
+    for site, values in result.per_site.items():
+        table.add_row(site, *(_fmt(values.get(n, math.nan)) for n in names))
+    table.add_row("[bold]weighted mean", *(f"[bold]{_fmt(result.final_metrics[n])}" for n in names))
+    console.print(table)
+    for site, reasons in result.excluded_sites.items():
+        console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")
+    console.print(
+        f"MLflow: experiment [bold]{result.domain}[/], run [bold]{result.mlflow_run_id}[/] "
+        f"({result.federation_id}); registered model [bold]{result.registered_model}[/], "
+        f"champion = version {result.champion_version}.\n"
+        f"Store: {result.tracking_uri}\n"
+        "See it: [bold]fedflow ui[/] then open http://127.0.0.1:5000 "
+        f"(Experiments → {result.domain}; Models → {result.registered_model})."
+    )
+
+
+@app.command()
+def validate(
+    domain: Annotated[str, typer.Argument(help="Domain whose data contract to check against.")],
+    data: Annotated[Path, typer.Option(help="The site's CSV or Parquet file.")],
+    site: Annotated[str, typer.Option(help="Name to show for the site.")] = "local",
+) -> None:
+    """Check a site's file against the domain's expectations before joining (exit 1 on failure)."""
+    from domains import available_domains, load_domain
+    from fedflow.errors import FedflowError
+    from fedflow.sitedata import read_site_frame
+
+    if domain not in available_domains():
+        raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
+    loaded = load_domain(domain)
+    try:
+        frame = read_site_frame(data, loaded.spec, site=site)
+    except FedflowError as error:
+        raise _fail(str(error), code=1) from error
+    import flows  # noqa: F401  (no-telemetry defaults before GX loads)
+    from validation import validate_frame
+
+    summary = validate_frame(frame, loaded.expectations, site=site, suite_name=domain)
+    table = Table(title=f"{data.name} against the {domain} data contract ({summary.rows} rows)")
+    for column in ("expectation", "column", "result", "detail"):
+        table.add_column(column)
+    for check in summary.checks:
+        mark = "[green]pass" if check.success else "[bold red]FAIL"
+        detail = "" if check.success else check.describe().split(": ", 1)[-1]
+        table.add_row(check.expectation, check.column or "(table)", mark, detail)
+    console.print(table)
+    failed = len(summary.failures)
+    if failed:
+        err.print(f"[bold red]{failed} of {len(summary.checks)} expectations failed[/]: fix the file before joining.")
+        raise typer.Exit(1)
+    console.print(f"[green]all {len(summary.checks)} expectations passed[/]: this site can join a {domain} federation.")
+
+
+@domains_app.callback()
+def domains(ctx: typer.Context) -> None:
+    """List the domain templates (with a subcommand: act on one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from domains import available_domains, load_domain
+
+    table = Table(title="domain templates")
+    for column in ("name", "task", "target", "sites", "description"):
+        table.add_column(column)
+    for name in available_domains():
+        spec = load_domain(name).spec
+        table.add_row(name, spec.task, spec.target.column, ", ".join(spec.sites), spec.description)
+    console.print(table)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on this project's store, and say how to open the Prefect UI."""
+    import flows  # noqa: F401
+    from flows.tracking import artifact_root, tracking_uri
+
+    uri = tracking_uri()
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow_bin is None:
+        raise _fail("the `mlflow` command is not installed in this environment")
+    console.print(
+        f"MLflow UI on http://{host}:{port} (store {uri}). Compare runs: Experiments → pick runs → Compare.\n"
+        "Prefect UI: in another terminal run [bold]prefect server start[/] and open http://127.0.0.1:4200 "
+        "(flow runs, task runs, and the validation and round artifacts)."
+    )
+    command = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if uri.startswith("sqlite:"):
+        command += ["--default-artifact-root", artifact_root().as_uri()]
+    raise typer.Exit(subprocess.call(command))
+
+
+if __name__ == "__main__":
+    app()

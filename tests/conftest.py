@@ -1,0 +1,41 @@
+"""Shared fixtures: the real healthcare domain, a temporary MLflow store, a temporary Prefect API."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import flows  # noqa: F401  (no-telemetry defaults before Prefect/MLflow/GX load)
+from domains import Domain, load_domain
+
+
+@pytest.fixture(scope="session")
+def healthcare() -> Domain:
+    """The shipped healthcare template with its four hospitals."""
+    return load_domain("healthcare")
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real, temporary Prefect API (SQLite in a temporary folder) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """MLflow on a SQLite file and an artifact folder, both in a temporary folder."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("FEDFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
