@@ -70,9 +70,19 @@ def run(
     if sites is not None and not sites.is_file():
         raise _fail(f"--sites: {sites} does not exist")
     defaults = load_domain(domain).spec.federation.model_dump()
-    top = {"rounds": rounds, "seed": seed, "sites_fraction": sites_fraction, "min_sites": min_sites,
-           "min_sites_per_round": min_sites_per_round}
-    local = {"epochs": local_epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
+    top = {
+        "rounds": rounds,
+        "seed": seed,
+        "sites_fraction": sites_fraction,
+        "min_sites": min_sites,
+        "min_sites_per_round": min_sites_per_round,
+    }
+    local = {
+        "epochs": local_epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "optimizer": optimizer,
+    }
     defaults.update({k: v for k, v in top.items() if v is not None})
     defaults["local"].update({k: v for k, v in local.items() if v is not None})
     if strategy is not None:
@@ -95,8 +105,13 @@ def run(
         f"[bold]fedflow[/] {domain}: {config.rounds} rounds of {config.strategy.name}, seed {config.seed}"
     )
     progress = Progress(
-        TextColumn("[bold blue]round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold blue]round"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     bar = progress.add_task("rounds", total=config.rounds, status="validating sites…")
 
@@ -109,7 +124,9 @@ def run(
     try:
         with progress:
             result = federated_training(
-                domain=domain, federation=config, sites_file=str(sites.resolve()) if sites else None,
+                domain=domain,
+                federation=config,
+                sites_file=str(sites.resolve()) if sites else None,
                 run_name=run_name,
             )
     except FedflowError as error:
@@ -165,7 +182,7 @@ def validate(
     summary = validate_frame(frame, loaded.expectations, site=site, suite_name=domain)
     table = Table(title=f"{data.name} against the {domain} data contract ({summary.rows} rows)")
     for column in ("expectation", "column", "result", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for check in summary.checks:
         mark = "[green]pass" if check.success else "[bold red]FAIL"
         detail = "" if check.success else check.describe().split(": ", 1)[-1]
@@ -173,9 +190,16 @@ def validate(
     console.print(table)
     failed = len(summary.failures)
     if failed:
-        err.print(f"[bold red]{failed} of {len(summary.checks)} expectations failed[/]: fix the file before joining.")
+        for check in summary.failures:
+            err.print(f"[red]FAIL[/] {check.describe()}", soft_wrap=True)
+        err.print(
+            f"[bold red]{failed} of {len(summary.checks)} expectations failed[/]: "
+            "fix the file before joining."
+        )
         raise typer.Exit(1)
-    console.print(f"[green]all {len(summary.checks)} expectations passed[/]: this site can join a {domain} federation.")
+    console.print(
+        f"[green]all {len(summary.checks)} expectations passed[/]: this site can join a {domain} federation."
+    )
 
 
 @domains_app.callback()

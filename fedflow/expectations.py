@@ -39,7 +39,10 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
         checks.append(Expectation("expect_column_to_exist", {"column": name}))
     for column in spec.numeric:
         checks.append(
-            Expectation("expect_column_values_to_be_in_type_list", {"column": column.name, "type_list": NUMERIC_DTYPES})
+            Expectation(
+                "expect_column_values_to_be_in_type_list",
+                {"column": column.name, "type_list": NUMERIC_DTYPES},
+            )
         )
         if column.min is not None or column.max is not None:
             checks.append(

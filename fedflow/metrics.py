@@ -9,7 +9,9 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "roc_auc"}
 
 
-def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, *, threshold: float = 0.5
+) -> dict[str, float]:
     """Log loss, accuracy, balanced accuracy and ROC AUC (NaN when only one class is present)."""
     labels = labels.astype(np.float64)
     probs = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
@@ -19,7 +21,9 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, *, threshold: 
     return {
         "loss": loss,
         "accuracy": float(np.mean(predictions == labels)),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions)) if both_classes else math.nan,
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions))
+        if both_classes
+        else math.nan,
         "roc_auc": float(roc_auc_score(labels, probs)) if both_classes else math.nan,
     }
 

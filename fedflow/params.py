@@ -42,9 +42,7 @@ def _check_header(payload: bytes) -> None:
         raise PayloadError(f"payload of {len(payload)} bytes is too short to be safetensors")
     (header_length,) = struct.unpack("<Q", bytes(payload[:_HEADER_LENGTH_BYTES]))
     if header_length > min(_MAX_HEADER_BYTES, len(payload) - _HEADER_LENGTH_BYTES):
-        raise PayloadError(
-            "payload is not safetensors (bad header length); refusing to deserialise it"
-        )
+        raise PayloadError("payload is not safetensors (bad header length); refusing to deserialise it")
     header = bytes(payload[_HEADER_LENGTH_BYTES : _HEADER_LENGTH_BYTES + header_length])
     try:
         parsed = json.loads(header)
@@ -85,9 +83,7 @@ def check_compatible(arrays: Mapping[str, np.ndarray], like: Mapping[str, np.nda
 
 def all_finite(arrays: Mapping[str, np.ndarray]) -> bool:
     """True when every floating-point value of every array is finite."""
-    return all(
-        bool(np.isfinite(a).all()) for a in arrays.values() if np.issubdtype(a.dtype, np.floating)
-    )
+    return all(bool(np.isfinite(a).all()) for a in arrays.values() if np.issubdtype(a.dtype, np.floating))
 
 
 def subtract(left: Mapping[str, np.ndarray], right: Mapping[str, np.ndarray]) -> NamedArrays:

@@ -15,7 +15,9 @@ from fedflow.site import ModelFactory
 from fedflow.update import DecodedUpdate, SiteUpdate
 
 
-def initial_weights(factory: ModelFactory, *, input_dim: int, options: dict[str, Any], seed: int) -> NamedArrays:
+def initial_weights(
+    factory: ModelFactory, *, input_dim: int, options: dict[str, Any], seed: int
+) -> NamedArrays:
     """Round-0 global weights, seeded without disturbing the caller's global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

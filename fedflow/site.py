@@ -34,11 +34,16 @@ class LocalSite:
     split: SiteSplit
 
     @classmethod
-    def load(cls, *, name: str, spec: DomainSpec, path: Path, holdout_fraction: float, seed: int) -> "LocalSite":
+    def load(
+        cls, *, name: str, spec: DomainSpec, path: Path, holdout_fraction: float, seed: int
+    ) -> "LocalSite":
         """Read the site's file and split it (seeded per site, stratified by label)."""
         return cls.from_frame(
-            name=name, spec=spec, frame=read_site_frame(path, spec, site=name),
-            holdout_fraction=holdout_fraction, seed=seed,
+            name=name,
+            spec=spec,
+            frame=read_site_frame(path, spec, site=name),
+            holdout_fraction=holdout_fraction,
+            seed=seed,
         )
 
     @classmethod

@@ -21,9 +21,7 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
     """
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
-        raise SiteDataError(
-            f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file"
-        )
+        raise SiteDataError(f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file")
     if not path.is_file():
         raise SiteDataError(f"site {site!r}: data file {path} does not exist")
     try:
@@ -40,9 +38,11 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
         raise SiteDataError(f"site {site!r}: data file {path} has a header but no rows")
     if len(frame.columns) == 1 and len(spec.input_columns) > 1:
         only = str(frame.columns[0])
-        hint = " (it looks like ';'- or tab-delimited; save it comma-separated)" if (
-            ";" in only or "\t" in only
-        ) else ""
+        hint = (
+            " (it looks like ';'- or tab-delimited; save it comma-separated)"
+            if (";" in only or "\t" in only)
+            else ""
+        )
         raise SiteDataError(f"site {site!r}: {path} has a single column {only[:60]!r}{hint}")
     return normalise_missing(frame, spec)
 

@@ -64,6 +64,11 @@ class Preprocessor(BaseModel):
     categorical: list[CategoricalTransform]
 
     @property
+    def input_columns(self) -> list[str]:
+        """The raw columns `transform` reads."""
+        return [n.name for n in self.numeric] + [c.name for c in self.categorical]
+
+    @property
     def feature_names(self) -> list[str]:
         """Names of the output columns, in order."""
         names: list[str] = []
@@ -80,18 +85,20 @@ class Preprocessor(BaseModel):
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Turn raw columns into a float32 matrix (missing codes must already be NaN)."""
         columns: list[np.ndarray] = []
+        missing_columns = [c for c in self.input_columns if c not in frame.columns]
+        if missing_columns:
+            raise ValueError(f"input lacks the columns {missing_columns}")
         for num in self.numeric:
-            values = pd.to_numeric(frame[num.name], errors="coerce").to_numpy(dtype=np.float64)
+            values = _numeric(frame[num.name], num.name)
             missing = np.isnan(values)
             columns.append(np.where(missing, 0.0, (values - num.mean) / num.std))
             if num.missing_indicator:
                 columns.append(missing.astype(np.float64))
         for cat in self.categorical:
-            raw = frame[cat.name]
-            missing = raw.isna().to_numpy()
-            text = raw.astype("string").to_numpy(dtype=object, na_value=None)
+            text = frame[cat.name].astype("string")
+            missing = text.isna().to_numpy(dtype=bool)
             for value in cat.categories:
-                columns.append(np.array([v == value for v in text], dtype=np.float64))
+                columns.append((text == value).fillna(False).to_numpy(dtype=np.float64))
             if cat.missing_indicator:
                 columns.append(missing.astype(np.float64))
         if not columns:
@@ -99,11 +106,19 @@ class Preprocessor(BaseModel):
         return np.stack(columns, axis=1).astype(np.float32)
 
 
+def _numeric(values: pd.Series, name: str) -> np.ndarray:
+    """Column as float64; text that is not a number is an error naming the column, not a NaN."""
+    try:
+        return pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"column {name!r} must be numeric: {error}") from error
+
+
 def site_statistics(frame: pd.DataFrame, spec: DomainSpec) -> SiteStatistics:
     """Count, sum and sum of squares per numeric column, value counts per categorical one."""
     stats = SiteStatistics(rows=len(frame))
     for column in spec.numeric:
-        values = pd.to_numeric(frame[column.name], errors="coerce").to_numpy(dtype=np.float64)
+        values = _numeric(frame[column.name], column.name)
         present = values[~np.isnan(values)]
         stats.numeric[column.name] = NumericStats(
             count=int(present.size),
@@ -139,9 +154,7 @@ def merge_statistics(parts: Iterable[SiteStatistics]) -> SiteStatistics:
     return merged
 
 
-def fit_preprocessor(
-    stats: SiteStatistics, spec: DomainSpec, *, min_category_count: int = 5
-) -> Preprocessor:
+def fit_preprocessor(stats: SiteStatistics, spec: DomainSpec, *, min_category_count: int = 5) -> Preprocessor:
     """Derive the preprocessing from federated totals.
 
     Categories seen fewer than `min_category_count` times across all sites are left out of the

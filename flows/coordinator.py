@@ -134,11 +134,17 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         )
         global_payload = encode(global_weights)
         settings = strategy.configure_train(round_number)
-        local_config = config.local.model_copy(update={k: v for k, v in settings.items() if k in type(config.local).model_fields})
+        local_config = config.local.model_copy(
+            update={k: v for k, v in settings.items() if k in type(config.local).model_fields}
+        )
         train_futures = {
             site: train_site.submit(
-                domain, site, round_number=round_number, global_payload=global_payload,
-                local_config=local_config, **common,
+                domain,
+                site,
+                round_number=round_number,
+                global_payload=global_payload,
+                local_config=local_config,
+                **common,
             )
             for site in chosen
         }
@@ -166,7 +172,9 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         # 3. Federated evaluation: every eligible site scores the new global model on its hold-out.
         new_payload = encode(global_weights)
         eval_futures = {
-            site: evaluate_site.submit(domain, site, round_number=round_number, global_payload=new_payload, **common)
+            site: evaluate_site.submit(
+                domain, site, round_number=round_number, global_payload=new_payload, **common
+            )
             for site in eligible
         }
         per_site: dict[str, dict[str, float]] = {}
@@ -198,25 +206,43 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
             model_options=spec.model,
             missing_codes=missing_codes(spec),
         )
-        tracker.offer_champion(version, metrics.mean.get(champion_metric, math.nan), higher_is_better=higher_is_better)
+        tracker.offer_champion(
+            version, metrics.mean.get(champion_metric, math.nan), higher_is_better=higher_is_better
+        )
         logged["time/round_seconds"] = time.perf_counter() - started
         tracker.log_metrics(logged, step=round_number)
         create_markdown_artifact(
             markdown=round_markdown(
-                domain=domain, round_number=round_number, rounds=config.rounds, metrics=metrics,
-                participants=[u.site for u in accepted], dropped=dropped, version=version,
+                domain=domain,
+                round_number=round_number,
+                rounds=config.rounds,
+                metrics=metrics,
+                participants=[u.site for u in accepted],
+                dropped=dropped,
+                version=version,
             ),
             description=f"{federation_id}: round {round_number}",
         )
         logger.info(
             "round %d/%d: %s %.4f (worst %s %.4f), version %s",
-            round_number, config.rounds, champion_metric, metrics.mean.get(champion_metric, math.nan),
-            *metrics.worst.get(champion_metric, ("", math.nan)), version,
+            round_number,
+            config.rounds,
+            champion_metric,
+            metrics.mean.get(champion_metric, math.nan),
+            *metrics.worst.get(champion_metric, ("", math.nan)),
+            version,
         )
         last_metrics = {k: v for k, v in metrics.mean.items()}
         last_per_site = metrics.per_site
-        publish(RoundEvent(round=round_number, rounds=config.rounds, metrics=last_metrics,
-                           participants=[u.site for u in accepted], dropped=dropped))
+        publish(
+            RoundEvent(
+                round=round_number,
+                rounds=config.rounds,
+                metrics=last_metrics,
+                participants=[u.site for u in accepted],
+                dropped=dropped,
+            )
+        )
 
     tracker.finish()
     return FederationResult(

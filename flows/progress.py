@@ -30,5 +30,5 @@ def publish(event: RoundEvent) -> None:
     for listener in list(_LISTENERS):
         try:
             listener(event)
-        except Exception:  # noqa: S112 - progress display is best-effort by design
+        except Exception:
             continue

@@ -27,9 +27,13 @@ class FederatedTabularModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         """Rebuild preprocessing and the network from the version's artifacts."""
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
-        self.preprocessor = Preprocessor.model_validate_json(Path(context.artifacts["preprocessor"]).read_text())
+        self.preprocessor = Preprocessor.model_validate_json(
+            Path(context.artifacts["preprocessor"]).read_text()
+        )
         self.missing_codes: dict[str, list[float]] = meta.get("missing_codes", {})
-        spec = importlib.util.spec_from_file_location("fedflow_registered_model", context.artifacts["model_code"])
+        spec = importlib.util.spec_from_file_location(
+            "fedflow_registered_model", context.artifacts["model_code"]
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -38,7 +42,9 @@ class FederatedTabularModel(PythonModel):  # type: ignore[misc]
         set_weights(self.model, decode(payload, like=get_weights(self.model)))
         self.model.eval()
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Probability of the positive class and the 0/1 prediction at threshold 0.5."""
         frame = mask_missing_codes(model_input, self.missing_codes)
         features = self.preprocessor.transform(frame)

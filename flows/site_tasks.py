@@ -90,7 +90,7 @@ def _site_arrays(
     key = (domain_name, site, holdout_fraction, seed, preprocessor.model_dump_json(), part)
     with _STATE.lock:
         cached = _STATE.arrays.get(key)
-        local = _STATE.sites.get(key[:4])  # type: ignore[call-overload]
+        local = _STATE.sites.get((domain_name, site, holdout_fraction, seed))
     if cached is not None:
         return cached
     if local is None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema, TensorSpec
 
 from fedflow.tabular import Preprocessor, example_frame
 
@@ -45,6 +46,23 @@ def _experiment_id(domain: str) -> str:
     if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
         location = (artifact_root() / domain).as_uri()
     return str(mlflow.create_experiment(domain, artifact_location=location))
+
+
+def _signature(example: pd.DataFrame) -> ModelSignature:
+    """Raw site columns in, probability and prediction out.
+
+    Numeric columns are typed "any": sites send integers (age) or floats with gaps (NaN), and
+    MLflow refuses int64 -> double; the model's preprocessing checks they are numeric.
+    """
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec(AnyType() if pd.api.types.is_numeric_dtype(example[name]) else DataType.string, name)
+        for name in example.columns
+    ]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec(DataType.double, "probability"),
+        ColSpec(DataType.long, "prediction"),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 class FederationTracker:
@@ -130,7 +148,7 @@ class FederationTracker:
                 "meta": str(files / "meta.json"),
                 "model_code": str(model_code),
             },
-            signature=infer_signature(example, output),
+            signature=_signature(example),
             input_example=example,
             registered_model_name=self.model_name,
             step=round_number,

@@ -20,8 +20,16 @@ def test_weighted_mean_by_hand() -> None:
 def test_fedavg_weights_by_example_count() -> None:
     global_weights = {"w": np.array([[1.0, 1.0]], dtype=np.float32), "b": np.array([0.0], dtype=np.float32)}
     updates = [
-        DecodedUpdate(site="a", num_examples=30, delta={"w": np.array([[3.0, 0.0]], np.float32), "b": np.array([1.0], np.float32)}),
-        DecodedUpdate(site="b", num_examples=10, delta={"w": np.array([[-1.0, 4.0]], np.float32), "b": np.array([-3.0], np.float32)}),
+        DecodedUpdate(
+            site="a",
+            num_examples=30,
+            delta={"w": np.array([[3.0, 0.0]], np.float32), "b": np.array([1.0], np.float32)},
+        ),
+        DecodedUpdate(
+            site="b",
+            num_examples=10,
+            delta={"w": np.array([[-1.0, 4.0]], np.float32), "b": np.array([-3.0], np.float32)},
+        ),
     ]
     new = build_strategy("fedavg").aggregate(1, global_weights, updates)
     # mean delta w = 0.75*[3,0] + 0.25*[-1,4] = [2, 1]; b = 0.75*1 + 0.25*(-3) = 0

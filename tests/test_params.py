@@ -50,7 +50,9 @@ def test_pickle_payload_is_rejected_without_being_deserialised(tmp_path: Path) -
         decode(buffer.read_bytes())
 
 
-@pytest.mark.parametrize("payload", [b"", b"12345678", b"\x10\x00\x00\x00\x00\x00\x00\x00[1, 2, 3, 4, 5, 6]x"])
+@pytest.mark.parametrize(
+    "payload", [b"", b"12345678", b"\x10\x00\x00\x00\x00\x00\x00\x00[1, 2, 3, 4, 5, 6]x"]
+)
 def test_garbage_payloads_are_rejected(payload: bytes) -> None:
     with pytest.raises(PayloadError):
         decode(payload)
@@ -66,7 +68,9 @@ def test_shape_mismatch_is_rejected() -> None:
 
 def test_check_update_rejects_non_finite_values() -> None:
     like = {"w": np.zeros(3, np.float32)}
-    bad = SiteUpdate(site="x", round=1, num_examples=4, payload=encode({"w": np.array([0, np.nan, 1], np.float32)}))
+    bad = SiteUpdate(
+        site="x", round=1, num_examples=4, payload=encode({"w": np.array([0, np.nan, 1], np.float32)})
+    )
     with pytest.raises(PayloadError, match="non-finite"):
         check_update(bad, like)
     good = SiteUpdate(site="x", round=1, num_examples=4, payload=encode({"w": np.ones(3, np.float32)}))

@@ -32,7 +32,7 @@ def test_wrong_delimiter(healthcare: Domain, tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix(healthcare: Domain, tmp_path: Path) -> None:
-    with pytest.raises(SiteDataError, match=".xlsx"):
+    with pytest.raises(SiteDataError, match=r"\.xlsx"):
         read_site_frame(tmp_path / "data.xlsx", healthcare.spec, site="cleveland")
 
 

@@ -11,7 +11,9 @@ from fedflow.tabular import example_frame, fit_preprocessor, merge_statistics, s
 
 @pytest.fixture(scope="module")
 def frames(healthcare: Domain) -> dict[str, pd.DataFrame]:
-    return {s: read_site_frame(healthcare.site_path(s), healthcare.spec, site=s) for s in healthcare.spec.sites}
+    return {
+        s: read_site_frame(healthcare.site_path(s), healthcare.spec, site=s) for s in healthcare.spec.sites
+    }
 
 
 def test_federated_statistics_equal_pooled_ones(healthcare: Domain, frames: dict[str, pd.DataFrame]) -> None:
@@ -29,7 +31,9 @@ def test_federated_statistics_equal_pooled_ones(healthcare: Domain, frames: dict
     assert chol.mean > 200
 
 
-def test_rare_categories_stay_out_of_the_vocabulary(healthcare: Domain, frames: dict[str, pd.DataFrame]) -> None:
+def test_rare_categories_stay_out_of_the_vocabulary(
+    healthcare: Domain, frames: dict[str, pd.DataFrame]
+) -> None:
     stats = merge_statistics([site_statistics(frames["switzerland"], healthcare.spec)])
     pre = fit_preprocessor(stats, healthcare.spec, min_category_count=5)
     counts = stats.categorical["restecg"].counts

@@ -14,7 +14,9 @@ def _frame(domain: Domain, site: str = "cleveland") -> pd.DataFrame:
 
 @pytest.mark.parametrize("site", ["cleveland", "hungary", "switzerland", "va_long_beach"])
 def test_every_hospital_passes(healthcare: Domain, site: str) -> None:
-    summary = validate_frame(_frame(healthcare, site), healthcare.expectations, site=site, suite_name="healthcare")
+    summary = validate_frame(
+        _frame(healthcare, site), healthcare.expectations, site=site, suite_name="healthcare"
+    )
     assert summary.success, summary.reasons()
     assert summary.rows > 100
 
@@ -64,9 +66,14 @@ def _break_too_few_rows(f: pd.DataFrame) -> pd.DataFrame:
     ],
 )
 def test_broken_frames_fail_naming_the_expectation(
-    healthcare: Domain, breaker, expectation: str, column: str | None  # type: ignore[no-untyped-def]
+    healthcare: Domain,
+    breaker,
+    expectation: str,
+    column: str | None,  # type: ignore[no-untyped-def]
 ) -> None:
-    summary = validate_frame(breaker(_frame(healthcare)), healthcare.expectations, site="x", suite_name="healthcare")
+    summary = validate_frame(
+        breaker(_frame(healthcare)), healthcare.expectations, site="x", suite_name="healthcare"
+    )
     assert not summary.success
     failed = {(c.expectation, c.column) for c in summary.failures}
     assert (expectation, column) in failed

@@ -47,7 +47,11 @@ def build_suite(name: str, expectations: Sequence[Expectation]) -> gx.Expectatio
 def _error_of(exception_info: dict[str, Any]) -> str | None:
     """A short reason when GX could not compute a check; never the exception text (it may quote data)."""
     infos = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
-    messages = [str(i.get("exception_message", "")) for i in infos if isinstance(i, dict) and i.get("raised_exception")]
+    messages = [
+        str(i.get("exception_message", ""))
+        for i in infos
+        if isinstance(i, dict) and i.get("raised_exception")
+    ]
     if not messages:
         return None
     if any("does not exist" in m for m in messages):

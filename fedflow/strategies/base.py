@@ -3,6 +3,8 @@
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from fedflow.params import NamedArrays
 from fedflow.update import DecodedUpdate
 
@@ -20,7 +22,7 @@ class Strategy(Protocol):
         ...
 
     def aggregate(
-        self, round_number: int, global_weights: Mapping[str, object], updates: Sequence[DecodedUpdate]
+        self, round_number: int, global_weights: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate]
     ) -> NamedArrays:
         """Return the new global weights from the current ones and this round's updates."""
         ...
@@ -29,6 +31,6 @@ class Strategy(Protocol):
         """Server-side state to persist between rounds (empty when stateless)."""
         ...
 
-    def load_state(self, state: Mapping[str, object]) -> None:
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what `state()` returned."""
         ...

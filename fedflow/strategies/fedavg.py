@@ -35,6 +35,8 @@ class FedAvg:
         """Global weights plus the weighted mean delta."""
         if not updates:
             raise ValueError(f"round {round_number}: no updates to aggregate")
+        if self.weighting not in ("examples", "uniform"):
+            raise ValueError(f"fedavg weighting must be 'examples' or 'uniform', got {self.weighting!r}")
         if self.weighting == "uniform":
             weights = [1.0] * len(updates)
         else:
@@ -46,5 +48,5 @@ class FedAvg:
         """Stateless."""
         return {}
 
-    def load_state(self, state: Mapping[str, object]) -> None:
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Stateless: nothing to restore."""
