@@ -3,11 +3,11 @@
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedflow.config import FederationConfig
 from fedflow.errors import DomainError
+from fedflow.yamlfile import read_yaml_mapping
 
 
 class NumericColumn(BaseModel):
@@ -105,14 +105,7 @@ class DomainSpec(BaseModel):
 
 def load_domain_spec(config_path: Path) -> DomainSpec:
     """Parse a domain's config.yaml, naming the file and the field on error."""
-    try:
-        raw = yaml.safe_load(config_path.read_text())
-    except OSError as error:
-        raise DomainError(f"cannot read domain config {config_path}: {error}") from error
-    except yaml.YAMLError as error:
-        raise DomainError(f"{config_path} is not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise DomainError(f"{config_path} must hold a mapping at the top level")
+    raw = read_yaml_mapping(config_path, what="domain config", error=DomainError)
     try:
         return DomainSpec.model_validate(raw)
     except ValidationError as error:

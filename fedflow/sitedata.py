@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
+from fedflow.yamlfile import read_yaml_mapping
 
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -100,15 +102,8 @@ def split_site(frame: pd.DataFrame, labels: np.ndarray, *, holdout_fraction: flo
 
 def load_site_mapping(path: Path) -> dict[str, str]:
     """Read a `site: data file` YAML mapping; relative files are taken from the YAML's folder."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SiteDataError(f"cannot read the sites file {path}: {error}") from error
-    except yaml.YAMLError as error:
-        raise SiteDataError(f"the sites file {path} is not valid YAML: {error}") from error
-    if isinstance(raw, dict) and "sites" in raw and isinstance(raw["sites"], dict):
+    raw: Any = read_yaml_mapping(path, what="the sites file", error=SiteDataError)
+    if "sites" in raw and isinstance(raw["sites"], dict):
         raw = raw["sites"]
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise SiteDataError(f"the sites file {path} must map each site name to a data file path")
