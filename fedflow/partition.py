@@ -21,7 +21,12 @@ def iid_partition(num_rows: int, *, num_sites: int, seed: int) -> dict[str, np.n
 
 
 def dirichlet_partition(
-    labels: Sequence[object] | np.ndarray, *, num_sites: int, alpha: float, seed: int, min_rows: int = 10,
+    labels: Sequence[object] | np.ndarray,
+    *,
+    num_sites: int,
+    alpha: float,
+    seed: int,
+    min_rows: int = 10,
     max_tries: int = 100,
 ) -> dict[str, np.ndarray]:
     """Label-skewed split: each class's rows are shared out with Dirichlet(alpha) proportions.
@@ -53,7 +58,10 @@ def dirichlet_partition(
 
 
 def natural_partition(
-    values: pd.Series, *, groups: dict[str, list[object]] | None = None, num_groups: int | None = None,
+    values: pd.Series,
+    *,
+    groups: dict[str, list[object]] | None = None,
+    num_groups: int | None = None,
     prefix: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Split by a column: one site per value, per named group of values, or `num_groups` chunks.
@@ -72,7 +80,9 @@ def natural_partition(
     distinct = sorted(pd.unique(values.dropna()), key=lambda v: (str(type(v)), v))
     if num_groups is not None:
         if not 1 <= num_groups <= len(distinct):
-            raise ValueError(f"num_groups must be between 1 and the {len(distinct)} distinct values of {name}")
+            raise ValueError(
+                f"num_groups must be between 1 and the {len(distinct)} distinct values of {name}"
+            )
         chunks = np.array_split(np.arange(len(distinct)), num_groups)
         return {
             f"{name}_group_{i}": np.flatnonzero(np.isin(column, [distinct[j] for j in chunk]))

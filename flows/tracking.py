@@ -48,6 +48,22 @@ def _experiment_id(domain: str) -> str:
     return str(mlflow.create_experiment(domain, artifact_location=location))
 
 
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["mlflow", "torch", "safetensors", "numpy", "pandas", "pydantic", "fedflow"]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+_REQUIREMENTS = _requirements()
+
+
 def _signature(example: pd.DataFrame) -> ModelSignature:
     """Raw site columns in, probability and prediction out.
 
@@ -152,6 +168,8 @@ class FederationTracker:
             input_example=example,
             registered_model_name=self.model_name,
             step=round_number,
+            # Declared rather than inferred: inference re-loads the model in a subprocess (~2 s).
+            pip_requirements=_REQUIREMENTS,
         )
 
     def offer_champion(self, version: str, value: float, *, higher_is_better: bool = True) -> bool:
