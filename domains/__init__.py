@@ -28,12 +28,18 @@ class Domain:
     expectations: list[Expectation]
 
     def site_path(self, site: str, overrides: dict[str, str] | None = None) -> Path:
-        """The data file of `site`: an override (relative to the working directory) or the config's."""
+        """The data file of `site`: an override, the config's file, or the partitioned table."""
         if overrides and site in overrides:
             return Path(overrides[site]).expanduser().resolve()
-        if site not in self.spec.sites:
-            raise DomainError(f"domain {self.name!r} has no site {site!r}; sites: {sorted(self.spec.sites)}")
+        if site not in self.spec.site_names:
+            raise DomainError(f"domain {self.name!r} has no site {site!r}; sites: {self.spec.site_names}")
+        if self.spec.partition is not None:
+            return (self.root / self.spec.partition.source).resolve()
         return (self.root / self.spec.sites[site]).resolve()
+
+    def is_simulated(self, site: str, overrides: dict[str, str] | None = None) -> bool:
+        """True when the site's rows are cut from the partitioned table rather than read whole."""
+        return self.spec.partition is not None and not (overrides and site in overrides)
 
 
 def available_domains(root: Path = DOMAINS_ROOT) -> list[str]:

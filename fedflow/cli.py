@@ -116,9 +116,9 @@ def run(
     bar = progress.add_task("rounds", total=config.rounds, status="validating sites…")
 
     def on_round(event: RoundEvent) -> None:
-        auc = event.metrics.get("roc_auc", math.nan)
+        value = event.metrics.get(event.champion_metric, math.nan)
         dropped = f", dropped {','.join(event.dropped)}" if event.dropped else ""
-        progress.update(bar, completed=event.round, status=f"ROC AUC {_fmt(auc)}{dropped}")
+        progress.update(bar, completed=event.round, status=f"{event.champion_metric} {_fmt(value)}{dropped}")
 
     unsubscribe = subscribe(on_round)
     try:
@@ -151,7 +151,7 @@ def _print_summary(result: Any) -> None:
     console.print(
         f"MLflow: experiment [bold]{result.domain}[/], run [bold]{result.mlflow_run_id}[/] "
         f"({result.federation_id}); registered model [bold]{result.registered_model}[/], "
-        f"champion = version {result.champion_version}.\n"
+        f"champion (best {result.champion_metric}) = version {result.champion_version}.\n"
         f"Store: {result.tracking_uri}\n"
         "See it: [bold]fedflow ui[/] then open http://127.0.0.1:5000 "
         f"(Experiments → {result.domain}; Models → {result.registered_model})."
@@ -214,7 +214,7 @@ def domains(ctx: typer.Context) -> None:
         table.add_column(column)
     for name in available_domains():
         spec = load_domain(name).spec
-        table.add_row(name, spec.task, spec.target.column, ", ".join(spec.sites), spec.description)
+        table.add_row(name, spec.task, spec.target.column, ", ".join(spec.site_names), spec.description)
     console.print(table)
 
 

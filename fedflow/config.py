@@ -16,6 +16,10 @@ class LocalTrainConfig(BaseModel):
     optimizer: Literal["sgd", "adam"] = Field(default="sgd", description="Local optimiser.")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
     weight_decay: float = Field(default=0.0, ge=0, description="L2 penalty of the local optimiser.")
+    class_weighting: Literal["none", "balanced"] = Field(
+        default="none",
+        description="Classification: weight classes by n / (k * n_class) from federated label counts.",
+    )
 
 
 class StrategyConfig(BaseModel):

@@ -21,6 +21,7 @@ class NumericColumn(BaseModel):
     missing_codes: list[float] = Field(
         default_factory=list, description="Values recorded instead of a blank when not measured."
     )
+    log: bool = Field(default=False, description="Scale log(1 + x) instead of x (amounts, incomes).")
     description: str = ""
 
 
@@ -46,6 +47,7 @@ class TargetSpec(BaseModel):
     positive_value: str | None = Field(
         default=None, description="Binary tasks: the label is 1 when the column equals this."
     )
+    classes: list[str] = Field(default_factory=list, description="Multiclass tasks: the classes, in order.")
     min: float | None = None
     max: float | None = None
 
@@ -59,6 +61,46 @@ class QualitySpec(BaseModel):
     min_rows_per_class: int = Field(default=0, ge=0)
 
 
+class PartitionSpec(BaseModel):
+    """Simulated sites cut from one table (experiments; real sites have one file each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="The table to partition, relative to config.yaml.")
+    method: Literal["iid", "dirichlet", "natural"]
+    num_sites: int | None = Field(default=None, ge=1, description="iid and dirichlet: how many sites.")
+    alpha: float | None = Field(default=None, gt=0, description="dirichlet: concentration (small = skewed).")
+    column: str | None = Field(default=None, description="natural: the column that defines sites.")
+    groups: dict[str, list[str | int]] | None = Field(
+        default=None, description="natural: site name -> the column values it holds."
+    )
+    num_groups: int | None = Field(default=None, ge=1, description="natural: cut sorted values into groups.")
+    min_rows: int = Field(default=10, ge=1, description="dirichlet: redraw until every site has this many.")
+    seed: int = Field(default=0, ge=0, description="Seed of the partition (fixed: sites must not move).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "PartitionSpec":
+        if self.method in ("iid", "dirichlet") and self.num_sites is None:
+            raise ValueError(f"partition method {self.method!r} needs num_sites")
+        if self.method == "dirichlet" and self.alpha is None:
+            raise ValueError("partition method 'dirichlet' needs alpha")
+        if self.method == "natural" and (
+            self.column is None or (self.groups is None) == (self.num_groups is None)
+        ):
+            raise ValueError(
+                "partition method 'natural' needs a column and exactly one of groups or num_groups"
+            )
+        return self
+
+    def site_names(self) -> list[str]:
+        """The simulated sites' names, known without reading the data."""
+        if self.method == "natural":
+            if self.groups is not None:
+                return list(self.groups)
+            return [f"{self.column}_group_{i}" for i in range(self.num_groups or 0)]
+        return [f"site_{i}" for i in range(self.num_sites or 0)]
+
+
 class DomainSpec(BaseModel):
     """A whole domain template as declared in its config.yaml."""
 
@@ -66,13 +108,18 @@ class DomainSpec(BaseModel):
 
     name: str
     description: str = ""
-    task: Literal["binary"] = "binary"
+    task: Literal["binary", "multiclass", "regression"] = "binary"
     target: TargetSpec
     numeric: list[NumericColumn] = Field(default_factory=list)
     categorical: list[CategoricalColumn] = Field(default_factory=list)
-    sites: dict[str, str] = Field(description="Site name -> data file, relative to config.yaml.")
+    sites: dict[str, str] = Field(
+        default_factory=dict, description="Site name -> data file, relative to config.yaml."
+    )
+    partition: PartitionSpec | None = Field(
+        default=None, description="Instead of `sites`: simulated sites cut from one table."
+    )
     model: dict[str, Any] = Field(default_factory=dict, description="Keyword options of build_model.")
-    champion_metric: str = "roc_auc"
+    champion_metric: str | None = Field(default=None, description="Ranks versions; default per task.")
     quality: QualitySpec = Field(default_factory=QualitySpec)
     federation: FederationConfig = Field(default_factory=FederationConfig)
 
@@ -84,13 +131,20 @@ class DomainSpec(BaseModel):
             raise ValueError(f"columns declared twice: {duplicates}")
         if self.target.column in names:
             raise ValueError(f"target column {self.target.column!r} is also declared as a feature")
-        if not self.sites:
-            raise ValueError("declare at least one site under `sites`")
+        if bool(self.sites) == (self.partition is not None):
+            raise ValueError("declare either `sites` (one file per site) or `partition`, not both or neither")
         if self.task == "binary" and (self.target.positive_above is None) == (
             self.target.positive_value is None
         ):
             raise ValueError("a binary target needs exactly one of positive_above or positive_value")
+        if self.task == "multiclass" and len(self.target.classes) < 2:
+            raise ValueError("a multiclass target needs at least two `classes`")
         return self
+
+    @property
+    def site_names(self) -> list[str]:
+        """Every site of the domain, real or simulated."""
+        return self.partition.site_names() if self.partition is not None else list(self.sites)
 
     @property
     def feature_columns(self) -> list[str]:

@@ -1,12 +1,13 @@
 """The plain PyTorch loops a site runs on its own rows: seeded and deterministic on CPU."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from fedflow.config import LocalTrainConfig
-from fedflow.metrics import binary_metrics
+from fedflow.tasks import TaskKind
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,31 @@ def _optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.
     )
 
 
+def _targets(labels: np.ndarray) -> torch.Tensor:
+    if np.issubdtype(labels.dtype, np.integer):
+        return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+
+
 def train_local(
     model: torch.nn.Module,
     features: np.ndarray,
     labels: np.ndarray,
     *,
+    task: TaskKind,
     config: LocalTrainConfig,
     seed: int,
+    class_weights: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train `model` in place for `config.epochs` epochs of seeded mini-batch descent."""
     if len(features) == 0:
         raise ValueError("train_local needs at least one row")
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+    y = _targets(labels)
+    weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
     # A private generator: sites may train concurrently in threads, so the global RNG is unsafe.
     generator = torch.Generator().manual_seed(seed)
     optimizer = _optimizer(model, config)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
     total_loss, seen = 0.0, 0
     for _ in range(config.epochs):
@@ -52,9 +61,8 @@ def train_local(
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x[batch]).reshape(-1)
-            loss = loss_fn(logits, y[batch])
-            loss.backward()
+            loss = task.loss(model(x[batch]), y[batch], weights)
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             total_loss += float(loss.detach()) * len(batch)
             seen += len(batch)
@@ -62,17 +70,27 @@ def train_local(
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
-    """Positive-class probabilities of a binary model."""
+def predict(model: torch.nn.Module, features: np.ndarray, task: TaskKind) -> np.ndarray:
+    """Probabilities (classification) or values (regression) for every row."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    return torch.sigmoid(model(x).reshape(-1)).numpy()
+    return task.predict(model(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))))
 
 
-def evaluate_local(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Loss, accuracy, balanced accuracy and ROC AUC of `model` on the given rows."""
+def evaluate_local(
+    model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *, task: TaskKind
+) -> dict[str, float]:
+    """The task's metrics of `model` on the given rows, plus their number."""
     if len(features) == 0:
         raise ValueError("evaluate_local needs at least one row")
-    metrics = binary_metrics(labels, predict_proba(model, features))
+    metrics = task.metrics(labels, predict(model, features, task))
     metrics["num_examples"] = float(len(features))
     return metrics
+
+
+def balanced_class_weights(label_counts: dict[str, int], num_classes: int) -> list[float]:
+    """n / (k * n_class) per class index from federated label counts (absent classes get 1)."""
+    total = sum(label_counts.values())
+    return [
+        total / (num_classes * label_counts[str(i)]) if label_counts.get(str(i)) else 1.0
+        for i in range(num_classes)
+    ]

@@ -6,7 +6,7 @@ Dirichlet(alpha) — Hsu et al. 2019, arXiv:1909.06335) and `natural` (by a colu
 Each returns site name -> sorted row positions.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ def dirichlet_partition(
 def natural_partition(
     values: pd.Series,
     *,
-    groups: dict[str, list[object]] | None = None,
+    groups: Mapping[str, Sequence[object]] | None = None,
     num_groups: int | None = None,
     prefix: str | None = None,
 ) -> dict[str, np.ndarray]:

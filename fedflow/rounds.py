@@ -9,19 +9,19 @@ import numpy as np
 import torch
 
 from fedflow.errors import PayloadError
-from fedflow.metrics import weighted_average, worst
 from fedflow.params import NamedArrays, all_finite, decode, get_weights
 from fedflow.site import ModelFactory
+from fedflow.tasks import HIGHER_IS_BETTER
 from fedflow.update import DecodedUpdate, SiteUpdate
 
 
 def initial_weights(
-    factory: ModelFactory, *, input_dim: int, options: dict[str, Any], seed: int
+    factory: ModelFactory, *, input_dim: int, output_dim: int, options: dict[str, Any], seed: int
 ) -> NamedArrays:
     """Round-0 global weights, seeded without disturbing the caller's global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return get_weights(factory(input_dim=input_dim, **options))
+        return get_weights(factory(input_dim=input_dim, output_dim=output_dim, **options))
 
 
 def check_update(update: SiteUpdate, global_weights: Mapping[str, np.ndarray]) -> DecodedUpdate:
@@ -34,6 +34,25 @@ def check_update(update: SiteUpdate, global_weights: Mapping[str, np.ndarray]) -
     return DecodedUpdate(
         site=update.site, num_examples=update.num_examples, delta=delta, metrics=dict(update.metrics)
     )
+
+
+def weighted_average(values: list[float], weights: list[float]) -> float:
+    """Weighted mean that skips NaN values (and their weights); NaN when nothing is left."""
+    pairs = [(v, w) for v, w in zip(values, weights, strict=True) if not math.isnan(v)]
+    total = sum(w for _, w in pairs)
+    if not pairs or total <= 0:
+        return math.nan
+    return sum(v * w for v, w in pairs) / total
+
+
+def worst(values: dict[str, float], metric: str) -> tuple[str, float]:
+    """The site with the worst value of `metric` (ignoring NaN), and that value."""
+    finite = {site: v for site, v in values.items() if not math.isnan(v)}
+    if not finite:
+        return "", math.nan
+    pick = min if metric in HIGHER_IS_BETTER else max
+    site = pick(finite, key=lambda s: finite[s])
+    return site, finite[site]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
+from fedflow.partition import dirichlet_partition, iid_partition, natural_partition
 from fedflow.yamlfile import read_yaml_mapping
 
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -68,15 +69,30 @@ def mask_missing_codes(frame: pd.DataFrame, codes: dict[str, list[float]]) -> pd
     return frame
 
 
-def binary_labels(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
-    """The 0/1 label of every row, from the target column and the domain's rule."""
-    target = spec.target
-    column = frame[target.column]
-    if target.positive_above is not None:
-        labels = pd.to_numeric(column, errors="raise") > target.positive_above
+def partition_rows(frame: pd.DataFrame, spec: DomainSpec, site: str) -> pd.DataFrame:
+    """This simulated site's rows of the domain's partitioned table (see `PartitionSpec`)."""
+    part = spec.partition
+    if part is None:
+        raise ValueError(f"domain {spec.name!r} declares no partition")
+    if part.method == "iid":
+        sites = iid_partition(len(frame), num_sites=part.num_sites or 1, seed=part.seed)
+    elif part.method == "dirichlet":
+        labels = frame[spec.target.column].astype(str).to_numpy()
+        sites = dirichlet_partition(
+            labels,
+            num_sites=part.num_sites or 1,
+            alpha=part.alpha or 1.0,
+            seed=part.seed,
+            min_rows=part.min_rows,
+        )
     else:
-        labels = column.astype(str) == str(target.positive_value)
-    return labels.to_numpy(dtype=np.float32)
+        column = part.column or ""
+        if column not in frame.columns:
+            raise SiteDataError(f"site {site!r}: partition column {column!r} is not in the table")
+        sites = natural_partition(frame[column], groups=part.groups, num_groups=part.num_groups)
+    if site not in sites:
+        raise SiteDataError(f"site {site!r} is not one of the partition's sites {sorted(sites)}")
+    return frame.iloc[sites[site]].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class SiteStatistics(BaseModel):
     """Aggregates a site shares for preprocessing; no individual value is included."""
 
     rows: int = 0
+    label_counts: dict[str, int] = Field(default_factory=dict, description="Classification: rows per class.")
     numeric: dict[str, NumericStats] = Field(default_factory=dict)
     categorical: dict[str, CategoricalStats] = Field(default_factory=dict)
 
@@ -47,6 +48,7 @@ class NumericTransform(BaseModel):
     mean: float
     std: float
     missing_indicator: bool
+    log: bool = False
 
 
 class CategoricalTransform(BaseModel):
@@ -89,7 +91,7 @@ class Preprocessor(BaseModel):
         if missing_columns:
             raise ValueError(f"input lacks the columns {missing_columns}")
         for num in self.numeric:
-            values = _numeric(frame[num.name], num.name)
+            values = _numeric(frame[num.name], num.name, log=num.log)
             missing = np.isnan(values)
             columns.append(np.where(missing, 0.0, (values - num.mean) / num.std))
             if num.missing_indicator:
@@ -106,19 +108,29 @@ class Preprocessor(BaseModel):
         return np.stack(columns, axis=1).astype(np.float32)
 
 
-def _numeric(values: pd.Series, name: str) -> np.ndarray:
-    """Column as float64; text that is not a number is an error naming the column, not a NaN."""
+def _numeric(values: pd.Series, name: str, *, log: bool = False) -> np.ndarray:
+    """Column as float64 (log1p of it if `log`); text is an error naming the column, not a NaN."""
     try:
-        return pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        out = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (ValueError, TypeError) as error:
         raise ValueError(f"column {name!r} must be numeric: {error}") from error
+    # Negative amounts cannot be logged; clip them to zero rather than produce NaN.
+    return np.log1p(np.clip(out, 0.0, None)) if log else out
 
 
-def site_statistics(frame: pd.DataFrame, spec: DomainSpec) -> SiteStatistics:
-    """Count, sum and sum of squares per numeric column, value counts per categorical one."""
+def site_statistics(
+    frame: pd.DataFrame, spec: DomainSpec, labels: np.ndarray | None = None
+) -> SiteStatistics:
+    """Count, sum and sum of squares per numeric column, value counts per categorical one.
+
+    With class `labels`, also the number of rows per class (for class weights and reports).
+    """
     stats = SiteStatistics(rows=len(frame))
+    if labels is not None:
+        classes, class_counts = np.unique(labels.astype(np.int64), return_counts=True)
+        stats.label_counts = {str(int(c)): int(n) for c, n in zip(classes, class_counts, strict=True)}
     for column in spec.numeric:
-        values = _numeric(frame[column.name], column.name)
+        values = _numeric(frame[column.name], column.name, log=column.log)
         present = values[~np.isnan(values)]
         stats.numeric[column.name] = NumericStats(
             count=int(present.size),
@@ -140,6 +152,8 @@ def merge_statistics(parts: Iterable[SiteStatistics]) -> SiteStatistics:
     merged = SiteStatistics()
     for part in parts:
         merged.rows += part.rows
+        for label, count in part.label_counts.items():
+            merged.label_counts[label] = merged.label_counts.get(label, 0) + count
         for name, num in part.numeric.items():
             acc = merged.numeric.setdefault(name, NumericStats())
             acc.count += num.count
@@ -170,7 +184,9 @@ def fit_preprocessor(stats: SiteStatistics, spec: DomainSpec, *, min_category_co
             variance = max(num.total_sq / num.count - mean * mean, 0.0)
             std = math.sqrt(variance) if variance > 1e-12 else 1.0
         numeric.append(
-            NumericTransform(name=column.name, mean=mean, std=std, missing_indicator=num.missing > 0)
+            NumericTransform(
+                name=column.name, mean=mean, std=std, missing_indicator=num.missing > 0, log=column.log
+            )
         )
     categorical: list[CategoricalTransform] = []
     for cat_column in spec.categorical:
@@ -193,7 +209,8 @@ def example_frame(preprocessor: Preprocessor, rows: int = 2) -> pd.DataFrame:
     """
     data: dict[str, list[object]] = {}
     for num in preprocessor.numeric:
-        data[num.name] = [round(num.mean + (i - (rows - 1) / 2) * num.std, 1) for i in range(rows)]
+        values = [num.mean + (i - (rows - 1) / 2) * num.std for i in range(rows)]
+        data[num.name] = [round(float(np.expm1(v)) if num.log else v, 1) for v in values]
     for cat in preprocessor.categorical:
         vocab = cat.categories or [""]
         data[cat.name] = [vocab[i % len(vocab)] for i in range(rows)]

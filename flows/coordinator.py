@@ -3,7 +3,9 @@
 import math
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
@@ -11,7 +13,7 @@ from pydantic import BaseModel, Field
 from domains import load_domain
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError
-from fedflow.metrics import HIGHER_IS_BETTER
+from fedflow.local import balanced_class_weights
 from fedflow.params import encode
 from fedflow.rounds import check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
@@ -19,13 +21,31 @@ from fedflow.seeding import derive_seed
 from fedflow.sitedata import missing_codes
 from fedflow.strategies import build_strategy
 from fedflow.tabular import fit_preprocessor, merge_statistics
+from fedflow.tasks import HIGHER_IS_BETTER, get_task
 from fedflow.update import DecodedUpdate, SiteUpdate
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
 from flows.site_tasks import evaluate_site, prepare_site, train_site
 from flows.tracking import FederationTracker, registered_model_name, tracking_uri
 
-EVAL_METRICS = ["loss", "accuracy", "balanced_accuracy", "roc_auc"]
+
+def _sites_table(shared: dict[str, Any], spec: Any) -> pd.DataFrame:
+    """Each site's training row count and label mix, from the aggregates the sites shared."""
+    classes = (
+        ["negative", "positive"]
+        if spec.task == "binary"
+        else list(spec.target.classes)
+        if spec.task == "multiclass"
+        else []
+    )
+    rows = []
+    for site, stats in shared.items():
+        row: dict[str, Any] = {"site": site, "train_rows": stats.rows}
+        for index, name in enumerate(classes):
+            count = stats.label_counts.get(str(index), 0)
+            row[f"share_{name}"] = round(count / stats.rows, 4) if stats.rows else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 class FederationResult(BaseModel):
@@ -39,6 +59,7 @@ class FederationResult(BaseModel):
     tracking_uri: str
     registered_model: str
     champion_version: str | None = None
+    champion_metric: str = ""
     final_metrics: dict[str, float] = Field(default_factory=dict)
     per_site: dict[str, dict[str, float]] = Field(default_factory=dict)
     excluded_sites: dict[str, list[str]] = Field(default_factory=dict)
@@ -82,7 +103,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         prepare_site.submit(
             domain, site, sites_file=sites_file, holdout_fraction=config.holdout_fraction, seed=config.seed
         )
-        for site in spec.sites
+        for site in spec.site_names
     ]
     preparations = [future.result() for future in futures]
     summaries = [p.summary for p in preparations]
@@ -107,22 +128,35 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         )
 
     # 2. Preprocessing from summed counts and sums; the round-0 model from the seed.
-    preprocessor = fit_preprocessor(
-        merge_statistics(p.statistics for p in preparations if p.statistics is not None), spec
-    )
+    task = get_task(spec.task)
+    shared = {p.summary.site: p.statistics for p in preparations if p.statistics is not None}
+    totals = merge_statistics(shared.values())
+    preprocessor = fit_preprocessor(totals, spec)
     tracker.log_json(preprocessor.model_dump(), "preprocessing/preprocessor.json")
+    tracker.log_sites_table(_sites_table(shared, spec))
+    output_dim = task.output_dim(spec)
     global_weights = initial_weights(
         loaded.build_model,
         input_dim=len(preprocessor.feature_names),
+        output_dim=output_dim,
         options=spec.model,
         seed=derive_seed(config.seed, "init"),
     )
     strategy = build_strategy(config.strategy.name, config.strategy.options)
-    champion_metric = spec.champion_metric
+    champion_metric = spec.champion_metric or task.default_champion_metric
     higher_is_better = champion_metric in HIGHER_IS_BETTER
+    class_weights = (
+        balanced_class_weights(totals.label_counts, max(output_dim, 2))
+        if config.local.class_weighting == "balanced" and spec.task != "regression"
+        else None
+    )
     last_metrics: dict[str, float] = {}
     last_per_site: dict[str, dict[str, float]] = {}
-    common = {"preprocessor": preprocessor, "holdout_fraction": config.holdout_fraction, "seed": config.seed}
+    common: dict[str, Any] = {
+        "preprocessor": preprocessor,
+        "holdout_fraction": config.holdout_fraction,
+        "seed": config.seed,
+    }
 
     for round_number in range(1, config.rounds + 1):
         started = time.perf_counter()
@@ -144,6 +178,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
                 round_number=round_number,
                 global_payload=global_payload,
                 local_config=local_config,
+                class_weights=class_weights,
                 **common,
             )
             for site in chosen
@@ -183,7 +218,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
                 per_site[site] = future.result()
             except Exception as error:
                 logger.warning("round %d: evaluation at site %s failed: %s", round_number, site, error)
-        metrics = round_metrics(per_site, EVAL_METRICS)
+        metrics = round_metrics(per_site, task.metric_names)
         train_loss = sum(u.metrics.get("train_loss", math.nan) * u.num_examples for u in accepted) / sum(
             u.num_examples for u in accepted
         )
@@ -205,6 +240,9 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
             model_code=loaded.root / "model.py",
             model_options=spec.model,
             missing_codes=missing_codes(spec),
+            task=spec.task,
+            classes=list(spec.target.classes),
+            output_dim=output_dim,
         )
         tracker.offer_champion(
             version, metrics.mean.get(champion_metric, math.nan), higher_is_better=higher_is_better
@@ -236,6 +274,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         last_per_site = metrics.per_site
         publish(
             RoundEvent(
+                champion_metric=champion_metric,
                 round=round_number,
                 rounds=config.rounds,
                 metrics=last_metrics,
@@ -254,6 +293,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         tracking_uri=tracking_uri(),
         registered_model=registered_model_name(domain),
         champion_version=tracker.champion[0] if tracker.champion else None,
+        champion_metric=champion_metric,
         final_metrics=last_metrics,
         per_site=last_per_site,
         excluded_sites=excluded,

@@ -10,6 +10,7 @@ class RoundEvent:
 
     round: int
     rounds: int
+    champion_metric: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     participants: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)

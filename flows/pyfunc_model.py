@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel
@@ -19,10 +18,11 @@ from mlflow.pyfunc import PythonModel
 from fedflow.params import decode, get_weights, set_weights
 from fedflow.sitedata import mask_missing_codes
 from fedflow.tabular import Preprocessor
+from fedflow.tasks import get_task
 
 
 class FederatedTabularModel(PythonModel):  # type: ignore[misc]
-    """Raw columns -> federated preprocessing -> torch model -> probability and prediction."""
+    """Raw columns -> federated preprocessing -> torch model -> the task's prediction columns."""
 
     def load_context(self, context: Any) -> None:
         """Rebuild preprocessing and the network from the version's artifacts."""
@@ -37,7 +37,11 @@ class FederatedTabularModel(PythonModel):  # type: ignore[misc]
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        self.model = module.build_model(input_dim=meta["input_dim"], **meta["model_options"])
+        self.task = get_task(meta.get("task", "binary"))
+        self.classes: list[str] = meta.get("classes", [])
+        self.model = module.build_model(
+            input_dim=meta["input_dim"], output_dim=meta.get("output_dim", 1), **meta["model_options"]
+        )
         payload = Path(context.artifacts["weights"]).read_bytes()
         set_weights(self.model, decode(payload, like=get_weights(self.model)))
         self.model.eval()
@@ -45,13 +49,12 @@ class FederatedTabularModel(PythonModel):  # type: ignore[misc]
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Probability of the positive class and the 0/1 prediction at threshold 0.5."""
+        """Binary: probability and 0/1 prediction; multiclass: class and probabilities; regression: value."""
         frame = mask_missing_codes(model_input, self.missing_codes)
         features = self.preprocessor.transform(frame)
         with torch.no_grad():
-            logits = self.model(torch.from_numpy(features)).reshape(-1).numpy()
-        probability = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        return pd.DataFrame({"probability": probability, "prediction": (probability >= 0.5).astype(np.int64)})
+            outputs = self.model(torch.from_numpy(features))
+        return self.task.output_frame(self.task.predict(outputs), self.classes)
 
 
 mlflow.models.set_model(FederatedTabularModel())

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from domains import Domain, load_domain
 from fedflow.config import LocalTrainConfig
 from fedflow.errors import FedflowError
-from fedflow.site import LocalSite, local_evaluate_step, local_train_step
-from fedflow.sitedata import load_site_mapping, read_site_frame
+from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
+from fedflow.sitedata import load_site_mapping
 from fedflow.tabular import Preprocessor, SiteStatistics
 from fedflow.update import SiteUpdate
 from validation import ValidationSummary, failure_summary, validate_frame
@@ -69,11 +69,18 @@ def prepare_site(
         path = site_data_path(domain, site, sites_file)
     except FedflowError as error:
         return SitePreparation(summary=failure_summary(site, str(error)))
+    overrides = load_site_mapping(Path(sites_file)) if sites_file else None
     try:
-        frame = read_site_frame(path, domain.spec, site=site)
-    except FedflowError as error:
+        frame = read_site_data(path, domain.spec, site=site, simulated=domain.is_simulated(site, overrides))
+    except (FedflowError, ValueError) as error:
         return SitePreparation(summary=failure_summary(site, _scrub(str(error), path)))
-    summary = validate_frame(frame, domain.expectations, site=site, suite_name=domain_name)
+    summary = validate_frame(
+        frame,
+        domain.expectations,
+        site=site,
+        suite_name=domain_name,
+        min_rows_per_class=_class_minimum(domain),
+    )
     if not summary.success:
         return SitePreparation(summary=summary)
     local = LocalSite.from_frame(
@@ -82,6 +89,12 @@ def prepare_site(
     with _STATE.lock:
         _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
     return SitePreparation(summary=summary, statistics=local.statistics())
+
+
+def _class_minimum(domain: Domain) -> tuple[str, int] | None:
+    """(target column, minimum rows per class) when the domain asks for it."""
+    minimum = domain.spec.quality.min_rows_per_class
+    return (domain.spec.target.column, minimum) if minimum and domain.spec.task != "regression" else None
 
 
 def _site_arrays(
@@ -112,6 +125,7 @@ def train_site(
     local_config: LocalTrainConfig,
     holdout_fraction: float,
     seed: int,
+    class_weights: list[float] | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -119,13 +133,14 @@ def train_site(
     return local_train_step(
         site=site,
         round_number=round_number,
+        spec=domain.spec,
         factory=domain.build_model,
-        model_options=domain.spec.model,
         global_payload=global_payload,
         features=features,
         labels=labels,
         config=local_config,
         seed=seed,
+        class_weights=class_weights,
     )
 
 
@@ -144,8 +159,8 @@ def evaluate_site(
     domain = _domain(domain_name)
     features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout")
     return local_evaluate_step(
+        spec=domain.spec,
         factory=domain.build_model,
-        model_options=domain.spec.model,
         global_payload=global_payload,
         features=features,
         labels=labels,

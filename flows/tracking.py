@@ -64,8 +64,27 @@ def _requirements() -> list[str]:
 _REQUIREMENTS = _requirements()
 
 
-def _signature(example: pd.DataFrame) -> ModelSignature:
-    """Raw site columns in, probability and prediction out.
+def _example_output(task: str, classes: list[str], rows: int) -> pd.DataFrame:
+    """The shape of what the registered model returns, for its signature."""
+    if task == "regression":
+        return pd.DataFrame({"prediction": [0.0] * rows})
+    if task == "multiclass":
+        frame = pd.DataFrame({f"probability_{c}": [1.0 / len(classes)] * rows for c in classes})
+        frame.insert(0, "prediction", [classes[0]] * rows)
+        return frame
+    return pd.DataFrame({"probability": [0.5] * rows, "prediction": [1] * rows})
+
+
+def _data_type(column: pd.Series) -> DataType:
+    if pd.api.types.is_float_dtype(column):
+        return DataType.double
+    if pd.api.types.is_integer_dtype(column):
+        return DataType.long
+    return DataType.string
+
+
+def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """Raw site columns in, the task's prediction columns out.
 
     Numeric columns are typed "any": sites send integers (age) or floats with gaps (NaN), and
     MLflow refuses int64 -> double; the model's preprocessing checks they are numeric.
@@ -74,10 +93,7 @@ def _signature(example: pd.DataFrame) -> ModelSignature:
         ColSpec(AnyType() if pd.api.types.is_numeric_dtype(example[name]) else DataType.string, name)
         for name in example.columns
     ]
-    outputs: list[ColSpec | TensorSpec] = [
-        ColSpec(DataType.double, "probability"),
-        ColSpec(DataType.long, "prediction"),
-    ]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec(_data_type(output[name]), name) for name in output.columns]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
@@ -111,6 +127,10 @@ class FederationTracker:
         """A JSON artifact of the run."""
         mlflow.log_dict(data, artifact_file)
 
+    def log_sites_table(self, table: pd.DataFrame) -> None:
+        """Each site's row count and label mix, as an MLflow table (`sites/sites.json`)."""
+        mlflow.log_table(table, "sites/sites.json")
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags of the run."""
         mlflow.set_tags(tags)
@@ -125,18 +145,24 @@ class FederationTracker:
         model_code: Path,
         model_options: dict[str, Any],
         missing_codes: dict[str, list[float]],
+        task: str,
+        classes: list[str],
+        output_dim: int,
     ) -> str:
         """Log the round's global model as a pyfunc and register it as a new version."""
         meta = {
             "domain": self.domain,
             "round": round_number,
             "input_dim": len(preprocessor.feature_names),
+            "output_dim": output_dim,
+            "task": task,
+            "classes": classes,
             "model_options": model_options,
             "missing_codes": missing_codes,
             "feature_names": preprocessor.feature_names,
         }
         example = example_frame(preprocessor)
-        output = pd.DataFrame({"probability": [0.5] * len(example), "prediction": [1] * len(example)})
+        output = _example_output(task, classes, len(example))
         with tempfile.TemporaryDirectory() as folder:
             files = Path(folder)
             (files / "weights.safetensors").write_bytes(weights_payload)
@@ -164,7 +190,7 @@ class FederationTracker:
                 "meta": str(files / "meta.json"),
                 "model_code": str(model_code),
             },
-            signature=_signature(example),
+            signature=_signature(example, output),
             input_example=example,
             registered_model_name=self.model_name,
             step=round_number,

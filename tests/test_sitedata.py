@@ -7,7 +7,8 @@ import pytest
 
 from domains import Domain
 from fedflow.errors import SiteDataError
-from fedflow.sitedata import binary_labels, load_site_mapping, read_site_frame, split_site
+from fedflow.sitedata import load_site_mapping, read_site_frame, split_site
+from fedflow.tasks import get_task
 
 
 def test_missing_file(healthcare: Domain, tmp_path: Path) -> None:
@@ -46,12 +47,12 @@ def test_parquet_reads_like_csv(healthcare: Domain, tmp_path: Path) -> None:
 
 def test_split_is_seeded_and_stratified(healthcare: Domain) -> None:
     frame = read_site_frame(healthcare.site_path("cleveland"), healthcare.spec, site="cleveland")
-    labels = binary_labels(frame, healthcare.spec)
+    labels = get_task("binary").labels(frame, healthcare.spec)
     a = split_site(frame, labels, holdout_fraction=0.25, seed=3)
     b = split_site(frame, labels, holdout_fraction=0.25, seed=3)
     assert a.holdout["id"].tolist() == b.holdout["id"].tolist()
     assert len(a.holdout) == 76
-    rate = binary_labels(a.holdout, healthcare.spec).mean()
+    rate = get_task("binary").labels(a.holdout, healthcare.spec).mean()
     assert abs(rate - labels.mean()) < 0.02
     assert np.intersect1d(a.train["id"], a.holdout["id"]).size == 0
 

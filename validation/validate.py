@@ -78,8 +78,35 @@ def _check_result(result: ExpectationValidationResult) -> CheckResult:
     )
 
 
+def class_minimum_check(frame: pd.DataFrame, column: str, minimum: int) -> CheckResult:
+    """Every class present in the column has at least `minimum` rows (GX has no such check).
+
+    A site with a handful of minority rows cannot train or evaluate that class; it reports how
+    many classes fall short, not which values or how many rows each has.
+    """
+    if column not in frame.columns:
+        return CheckResult(
+            expectation="fedflow_min_rows_per_class", column=column, success=False, error="column is missing"
+        )
+    counts = frame[column].dropna().astype(str).value_counts()
+    short = int((counts < minimum).sum()) + (1 if len(counts) < 2 else 0)
+    return CheckResult(
+        expectation="fedflow_min_rows_per_class",
+        column=column,
+        success=short == 0,
+        element_count=len(counts),
+        unexpected_count=short,
+        error=None if short == 0 else f"{short} class(es) with fewer than {minimum} rows (or only one class)",
+    )
+
+
 def validate_frame(
-    frame: pd.DataFrame, expectations: Sequence[Expectation], *, site: str, suite_name: str
+    frame: pd.DataFrame,
+    expectations: Sequence[Expectation],
+    *,
+    site: str,
+    suite_name: str,
+    min_rows_per_class: tuple[str, int] | None = None,
 ) -> ValidationSummary:
     """Run the suite on `frame` and reduce GX's result to a summary without raw values."""
     with _LOCK:
@@ -92,7 +119,10 @@ def validate_frame(
         result = batch.validate(suite, result_format="SUMMARY")
         source.delete_asset(asset.name)
     checks = [_check_result(r) for r in result.results]
-    return ValidationSummary(site=site, success=bool(result.success), rows=len(frame), checks=checks)
+    if min_rows_per_class is not None:
+        checks.append(class_minimum_check(frame, *min_rows_per_class))
+    success = bool(result.success) and all(check.success for check in checks)
+    return ValidationSummary(site=site, success=success, rows=len(frame), checks=checks)
 
 
 def failure_summary(site: str, reason: str) -> ValidationSummary:

@@ -1,0 +1,43 @@
+"""The TaskKind protocol: what changes between binary, multiclass and regression tasks."""
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedflow.domain import DomainSpec
+
+
+class TaskKind(Protocol):
+    """Labels, loss, predictions and metrics of one kind of supervised task."""
+
+    name: str
+    metric_names: tuple[str, ...]
+    default_champion_metric: str
+
+    def output_dim(self, spec: DomainSpec) -> int:
+        """Width of the model's last layer."""
+        ...
+
+    def labels(self, frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+        """The training target of every row (float32 values or int64 class indices)."""
+        ...
+
+    def loss(
+        self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean loss of a batch; `class_weights` re-weights classes (classification only)."""
+        ...
+
+    def predict(self, outputs: torch.Tensor) -> np.ndarray:
+        """Probabilities (classification) or values (regression) from raw model outputs."""
+        ...
+
+    def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        """Evaluation metrics of `predictions` against `labels`."""
+        ...
+
+    def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
+        """What the registered model returns for a batch of rows."""
+        ...

@@ -1,0 +1,61 @@
+"""Multiclass classification: one logit per class, cross-entropy, balanced accuracy and macro F1."""
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from fedflow.domain import DomainSpec
+
+
+class MulticlassTask:
+    """The target column takes one of the domain's declared `classes`."""
+
+    name: str = "multiclass"
+    metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "macro_f1")
+    default_champion_metric: str = "balanced_accuracy"
+
+    def output_dim(self, spec: DomainSpec) -> int:
+        """One logit per declared class."""
+        return len(spec.target.classes)
+
+    def labels(self, frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+        """Class indices (int64) in the order of `target.classes`; an unknown class is an error."""
+        classes = [str(c) for c in spec.target.classes]
+        values = frame[spec.target.column].astype(str)
+        unknown = sorted(set(values) - set(classes))
+        if unknown:
+            raise ValueError(f"column {spec.target.column!r} has classes {unknown[:5]} not in {classes}")
+        return values.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+
+    def loss(
+        self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Cross-entropy, optionally class-weighted."""
+        return torch.nn.functional.cross_entropy(outputs, targets.long(), weight=class_weights)
+
+    def predict(self, outputs: torch.Tensor) -> np.ndarray:
+        """Class probabilities, one column per class."""
+        return torch.softmax(outputs, dim=1).numpy()
+
+    def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        """Log loss, accuracy, balanced accuracy and macro F1."""
+        y = labels.astype(np.int64)
+        p = np.clip(predictions.astype(np.float64), 1e-7, 1.0)
+        hard = p.argmax(axis=1)
+        return {
+            "loss": float(-np.mean(np.log(p[np.arange(len(y)), y]))),
+            "accuracy": float(np.mean(hard == y)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, hard)),
+            "macro_f1": float(
+                f1_score(y, hard, average="macro", labels=list(range(p.shape[1])), zero_division=0)
+            ),
+        }
+
+    def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
+        """The predicted class and one `probability_<class>` column per class."""
+        frame = pd.DataFrame(
+            {f"probability_{c}": predictions[:, i].astype(np.float64) for i, c in enumerate(spec_classes)}
+        )
+        frame.insert(0, "prediction", [spec_classes[i] for i in predictions.argmax(axis=1)])
+        return frame

@@ -1,0 +1,50 @@
+"""Regression: one output, mean squared error, RMSE / MAE / R²."""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedflow.domain import DomainSpec
+
+
+class RegressionTask:
+    """Predict the numeric target column."""
+
+    name: str = "regression"
+    metric_names: tuple[str, ...] = ("loss", "rmse", "mae", "r2")
+    default_champion_metric: str = "rmse"
+
+    def output_dim(self, spec: DomainSpec) -> int:
+        """A single value."""
+        return 1
+
+    def labels(self, frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+        """The target as float32."""
+        return pd.to_numeric(frame[spec.target.column], errors="raise").to_numpy(dtype=np.float32)
+
+    def loss(
+        self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean squared error (class weights do not apply)."""
+        return torch.nn.functional.mse_loss(outputs.reshape(-1), targets)
+
+    def predict(self, outputs: torch.Tensor) -> np.ndarray:
+        """The predicted values."""
+        return outputs.reshape(-1).numpy()
+
+    def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        """MSE as loss, RMSE, MAE and R² (NaN when the labels are constant)."""
+        y = labels.astype(np.float64)
+        error = predictions.astype(np.float64) - y
+        mse = float(np.mean(error**2))
+        variance = float(np.var(y))
+        return {
+            "loss": mse,
+            "rmse": float(np.sqrt(mse)),
+            "mae": float(np.mean(np.abs(error))),
+            "r2": 1.0 - mse / variance if variance > 0 else float("nan"),
+        }
+
+    def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
+        """A `prediction` column."""
+        return pd.DataFrame({"prediction": predictions.astype(np.float64)})
