@@ -1,7 +1,13 @@
-"""Domain templates, discovered from the folders beside this file that hold a config.yaml."""
+"""Domain templates, discovered from folders that hold a config.yaml.
+
+Search order: the folders listed in `FEDFLOW_DOMAINS_PATH` (separated like PATH), then the
+folder of this file. A new domain is a copied folder; nothing else in the project changes.
+"""
 
 import importlib.util
+import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +43,40 @@ class Domain:
             return (self.root / self.spec.partition.source).resolve()
         return (self.root / self.spec.sites[site]).resolve()
 
+    @property
+    def class_minimum(self) -> tuple[str, int] | None:
+        """(target column, minimum rows per class) when the domain's quality section asks for it."""
+        minimum = self.spec.quality.min_rows_per_class
+        return (self.spec.target.column, minimum) if minimum and self.spec.task != "regression" else None
+
     def is_simulated(self, site: str, overrides: dict[str, str] | None = None) -> bool:
         """True when the site's rows are cut from the partitioned table rather than read whole."""
         return self.spec.partition is not None and not (overrides and site in overrides)
 
 
-def available_domains(root: Path = DOMAINS_ROOT) -> list[str]:
-    """Names of the domain folders under `root` (those with a config.yaml)."""
-    return sorted(p.parent.name for p in root.glob("*/config.yaml") if _IDENTIFIER.match(p.parent.name))
+def domain_roots() -> list[Path]:
+    """Folders searched for domains: `FEDFLOW_DOMAINS_PATH` entries first, then the shipped ones."""
+    extra = [
+        Path(p).expanduser().resolve()
+        for p in os.environ.get("FEDFLOW_DOMAINS_PATH", "").split(os.pathsep)
+        if p
+    ]
+    return [*extra, DOMAINS_ROOT]
+
+
+def _root_of(name: str) -> Path | None:
+    for root in domain_roots():
+        if (root / name / "config.yaml").is_file():
+            return root
+    return None
+
+
+def available_domains(root: Path | None = None) -> list[str]:
+    """Names of the domain folders (those with a config.yaml) under `root` or every search root."""
+    roots = [root] if root is not None else domain_roots()
+    return sorted(
+        {p.parent.name for r in roots for p in r.glob("*/config.yaml") if _IDENTIFIER.match(p.parent.name)}
+    )
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:
@@ -59,12 +91,15 @@ def _import_file(module_name: str, path: Path) -> ModuleType:
     return module
 
 
-def load_domain(name: str, root: Path = DOMAINS_ROOT) -> Domain:
-    """Load the domain folder `root/name`; fails loudly, naming the file, when it is broken."""
+def load_domain(name: str, root: Path | None = None) -> Domain:
+    """Load the domain folder `name` (from `root` or the search roots); fails loudly when broken."""
+    if not _IDENTIFIER.match(name):
+        raise DomainError(f"{name!r} is not a domain name (lower-case letters, digits and _)")
+    root = root or _root_of(name) or DOMAINS_ROOT
     folder = root / name
     config = folder / "config.yaml"
     if not config.is_file():
-        raise DomainError(f"no domain {name!r} (looked for {config}); available: {available_domains(root)}")
+        raise DomainError(f"no domain {name!r} (looked for {config}); available: {available_domains()}")
     spec = load_domain_spec(config)
     if spec.name != name:
         raise DomainError(f"{config} declares name {spec.name!r} but lives in folder {name!r}")
@@ -79,3 +114,28 @@ def load_domain(name: str, root: Path = DOMAINS_ROOT) -> Domain:
     return Domain(
         name=name, root=folder, spec=spec, build_model=build_model, expectations=list(expectations(spec))
     )
+
+
+def create_domain(name: str, *, template: str) -> Path:
+    """Copy the domain `template` to a new domain `name` in the first search root.
+
+    Refuses names that are not identifiers (so no path can escape the domains folder), an
+    existing domain of that name, and unknown templates.
+    """
+    if not _IDENTIFIER.match(name):
+        raise DomainError(
+            f"{name!r} is not a valid domain name: use lower-case letters, digits and _, "
+            "starting with a letter"
+        )
+    if name in available_domains():
+        raise DomainError(f"a domain {name!r} already exists; choose another name or remove it first")
+    source = load_domain(template).root
+    destination = domain_roots()[0] / name
+    if destination.exists():
+        raise DomainError(f"{destination} already exists; refusing to overwrite it")
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    config = destination / "config.yaml"
+    text = re.sub(r"(?m)^name:\s*\S+", f"name: {name}", config.read_text(), count=1)
+    config.write_text(text)
+    load_domain(name)  # the copy must load: fail now, not at the first run
+    return destination

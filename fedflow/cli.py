@@ -179,7 +179,9 @@ def validate(
     import flows  # noqa: F401  (no-telemetry defaults before GX loads)
     from validation import validate_frame
 
-    summary = validate_frame(frame, loaded.expectations, site=site, suite_name=domain)
+    summary = validate_frame(
+        frame, loaded.expectations, site=site, suite_name=domain, min_rows_per_class=loaded.class_minimum
+    )
     table = Table(title=f"{data.name} against the {domain} data contract ({summary.rows} rows)")
     for column in ("expectation", "column", "result", "detail"):
         table.add_column(column, overflow="fold")
@@ -216,6 +218,80 @@ def domains(ctx: typer.Context) -> None:
         spec = load_domain(name).spec
         table.add_row(name, spec.task, spec.target.column, ", ".join(spec.site_names), spec.description)
     console.print(table)
+
+
+@domains_app.command("new")
+def domains_new(
+    name: Annotated[str, typer.Argument(help="Name of the new domain (lower-case identifier).")],
+    from_template: Annotated[str, typer.Option("--from", help="Template to copy, e.g. healthcare.")],
+) -> None:
+    """Create a new domain by copying a template; edit its config.yaml, schema.py and model.py."""
+    from domains import create_domain
+    from fedflow.errors import DomainError
+
+    try:
+        folder = create_domain(name, template=from_template)
+    except DomainError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"created domain [bold]{name}[/] in {folder} (a copy of {from_template}).\n"
+        f"Next: point `sites:` in {folder / 'config.yaml'} at your files, adjust the columns and checks, "
+        f"then `fedflow validate {name} --data FILE` and `fedflow run {name}`."
+    )
+
+
+@domains_app.command("show")
+def domains_show(name: Annotated[str, typer.Argument(help="Domain to describe.")]) -> None:
+    """Print a domain's sites, features, target and data expectations."""
+    from domains import load_domain
+    from fedflow.errors import DomainError
+
+    try:
+        domain = load_domain(name)
+    except DomainError as error:
+        raise _fail(str(error)) from error
+    spec = domain.spec
+    console.print(f"[bold]{name}[/] ({spec.task}) — {spec.description}\nfolder: {domain.root}")
+    target = spec.target
+    rule = (
+        f"> {target.positive_above}"
+        if target.positive_above is not None
+        else f"== {target.positive_value!r}"
+        if target.positive_value is not None
+        else f"classes {target.classes}"
+        if target.classes
+        else "numeric"
+    )
+    console.print(f"target: [bold]{target.column}[/] ({rule})")
+    sites = Table(title="sites")
+    sites.add_column("site")
+    sites.add_column("data")
+    for site in spec.site_names:
+        if spec.partition is not None:
+            part = spec.partition
+            source = f"simulated: {part.method} partition of {part.source}"
+        else:
+            source = spec.sites[site]
+        sites.add_row(site, source)
+    console.print(sites)
+    features = Table(title="features")
+    for column in ("column", "kind", "allowed"):
+        features.add_column(column, overflow="fold")
+    for num in spec.numeric:
+        allowed = f"{num.min} … {num.max}" + (
+            f"; missing codes {num.missing_codes}" if num.missing_codes else ""
+        )
+        features.add_row(num.name, "numeric" + (" (log)" if num.log else ""), allowed)
+    for cat in spec.categorical:
+        features.add_row(cat.name, "categorical", ", ".join(cat.categories))
+    console.print(features)
+    checks = Table(title=f"expectations ({len(domain.expectations)})")
+    checks.add_column("expectation")
+    checks.add_column("arguments", overflow="fold")
+    for expectation in domain.expectations:
+        args = ", ".join(f"{k}={v}" for k, v in expectation.kwargs.items() if k != "type_list")
+        checks.add_row(expectation.type, args)
+    console.print(checks)
 
 
 @app.command()

@@ -79,7 +79,7 @@ def prepare_site(
         domain.expectations,
         site=site,
         suite_name=domain_name,
-        min_rows_per_class=_class_minimum(domain),
+        min_rows_per_class=domain.class_minimum,
     )
     if not summary.success:
         return SitePreparation(summary=summary)
@@ -89,12 +89,6 @@ def prepare_site(
     with _STATE.lock:
         _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
     return SitePreparation(summary=summary, statistics=local.statistics())
-
-
-def _class_minimum(domain: Domain) -> tuple[str, int] | None:
-    """(target column, minimum rows per class) when the domain asks for it."""
-    minimum = domain.spec.quality.min_rows_per_class
-    return (domain.spec.target.column, minimum) if minimum and domain.spec.task != "regression" else None
 
 
 def _site_arrays(

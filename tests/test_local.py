@@ -39,7 +39,9 @@ def test_training_improves_hold_out_auc() -> None:
     x, y = _data()
     model = _model()
     before = evaluate_local(model, x[150:], y[150:], task=BINARY)
-    train_local(model, x[:150], y[:150], task=BINARY, config=LocalTrainConfig(epochs=10, learning_rate=0.1), seed=1)
+    train_local(
+        model, x[:150], y[:150], task=BINARY, config=LocalTrainConfig(epochs=10, learning_rate=0.1), seed=1
+    )
     after = evaluate_local(model, x[150:], y[150:], task=BINARY)
     assert after["roc_auc"] > max(before["roc_auc"], 0.9)
     assert after["loss"] < before["loss"]

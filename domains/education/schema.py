@@ -1,0 +1,17 @@
+"""Education data contract: the generic checks from config.yaml plus score sanity."""
+
+from fedflow.domain import DomainSpec
+from fedflow.expectations import Expectation, expectations_from_spec
+
+
+def expectations(spec: DomainSpec) -> list[Expectation]:
+    """What a group of schools' pupil file must satisfy before it trains."""
+    return [
+        *expectations_from_spec(spec),
+        Expectation("expect_column_values_to_not_be_null", {"column": "standLRT"}),
+        Expectation("expect_column_values_to_not_be_null", {"column": "intake"}),
+        # Scores are standardised: a mean far from 0 means the site sent raw marks.
+        Expectation(
+            "expect_column_mean_to_be_between", {"column": "normexam", "min_value": -1.5, "max_value": 1.5}
+        ),
+    ]
