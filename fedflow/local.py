@@ -30,9 +30,9 @@ def _optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.
 
 
 def _targets(labels: np.ndarray) -> torch.Tensor:
-    if np.issubdtype(labels.dtype, np.integer):
-        return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-    return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+    # A copy: labels taken from pandas may be read-only views, which torch refuses to share.
+    dtype = np.int64 if np.issubdtype(labels.dtype, np.integer) else np.float32
+    return torch.from_numpy(np.array(labels, dtype=dtype, copy=True))
 
 
 def train_local(
