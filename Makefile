@@ -29,7 +29,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/heart_disease.py --seeds 5
+	$(BIN)/python benchmarks/domains_benchmark.py --domain all --seeds 5
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -73,6 +73,8 @@ def prepare_site(
     try:
         frame = read_site_data(path, domain.spec, site=site, simulated=domain.is_simulated(site, overrides))
     except (FedflowError, ValueError) as error:
+        # The full message, path included, stays in the site's own log; the coordinator gets it scrubbed.
+        get_run_logger().error("site %s cannot use its data: %s", site, error)
         return SitePreparation(summary=failure_summary(site, _scrub(str(error), path)))
     summary = validate_frame(
         frame,

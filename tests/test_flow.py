@@ -24,6 +24,9 @@ def _sites_file(tmp_path: Path, domain: Domain, broken: dict[str, str]) -> Path:
             frame.loc[frame.index[:4], "age"] = "150"
         elif kind == "missing_column":
             frame = frame.drop(columns=["cp"])
+        elif kind == "missing_file":
+            mapping[site] = str(tmp_path / f"{site}-never-exported.csv")
+            continue
         path = tmp_path / f"{site}-broken.csv"
         frame.to_csv(path, index=False)
         mapping[site] = str(path)
@@ -39,20 +42,23 @@ def _config(rounds: int = 2) -> FederationConfig:
 def test_two_rounds_with_an_excluded_site(
     prefect_api: None, mlflow_store: str, healthcare: Domain, tmp_path: Path
 ) -> None:
-    sites_file = _sites_file(tmp_path, healthcare, {"hungary": "out_of_range"})
+    sites_file = _sites_file(tmp_path, healthcare, {"hungary": "out_of_range", "switzerland": "missing_file"})
     result = federated_training(
         domain="healthcare", federation=_config(), sites_file=str(sites_file), run_name="e2e"
     )
 
     # The failing site is left out, with its reason, everywhere a user looks.
-    assert list(result.excluded_sites) == ["hungary"]
+    assert sorted(result.excluded_sites) == ["hungary", "switzerland"]
     assert any("expect_column_values_to_be_between(age)" in r for r in result.excluded_sites["hungary"])
-    assert sorted(result.per_site) == ["cleveland", "switzerland", "va_long_beach"]
+    (missing,) = result.excluded_sites["switzerland"]
+    assert "site 'switzerland'" in missing and "does not exist" in missing
+    assert "never-exported" not in missing, "the site's path must not reach the coordinator"
+    assert sorted(result.per_site) == ["cleveland", "va_long_beach"]
 
     client = MlflowClient(mlflow_store)
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["sites.excluded"] == "hungary"
+    assert run.data.tags["sites.excluded"] == "hungary,switzerland"
     assert run.data.params["rounds"] == "2" and run.data.params["strategy.name"] == "fedavg"
     assert "sites_file" not in json.dumps(run.data.params), "site paths must not be logged"
     hungary = json.loads(
