@@ -67,6 +67,22 @@ class FederationConfig(BaseModel):
     local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
+    personalization_steps: int = Field(
+        default=0,
+        ge=0,
+        description="If > 0, each site also fine-tunes the global model this many local steps "
+        "and reports `personalised/...` metrics on its hold-out.",
+    )
+
+    @model_validator(mode="after")
+    def _scaffold_needs_sgd(self) -> "FederationConfig":
+        if self.strategy.name == "scaffold" and self.local.optimizer != "sgd":
+            raise ValueError(
+                "strategy scaffold needs local.optimizer 'sgd': its control variates are built from "
+                "SGD's step size, which Adam does not have"
+            )
+        return self
+
     @model_validator(mode="after")
     def _round_minimum_fits(self) -> "FederationConfig":
         if self.min_sites_per_round < self.min_sites:

@@ -1,6 +1,6 @@
 """The plain PyTorch loops a site runs on its own rows: seeded and deterministic on CPU."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ class TrainResult:
 
     num_examples: int
     loss: float
+    steps: int
 
 
 def _optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.Optimizer:
@@ -44,8 +45,16 @@ def train_local(
     config: LocalTrainConfig,
     seed: int,
     class_weights: Sequence[float] | None = None,
+    proximal_mu: float = 0.0,
+    gradient_correction: Mapping[str, np.ndarray] | None = None,
+    max_steps: int | None = None,
 ) -> TrainResult:
-    """Train `model` in place for `config.epochs` epochs of seeded mini-batch descent."""
+    """Train `model` in place for `config.epochs` epochs of seeded mini-batch descent.
+
+    `proximal_mu` adds FedProx's (mu/2)||w - w_start||^2 to the loss; `gradient_correction`
+    (SCAFFOLD's c - c_i, by parameter name) is added to every gradient before the step.
+    `max_steps` stops early (personalisation fine-tunes for a few steps only).
+    """
     if len(features) == 0:
         raise ValueError("train_local needs at least one row")
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
@@ -54,19 +63,38 @@ def train_local(
     # A private generator: sites may train concurrently in threads, so the global RNG is unsafe.
     generator = torch.Generator().manual_seed(seed)
     optimizer = _optimizer(model, config)
+    params = dict(model.named_parameters())
+    anchor = {n: p.detach().clone() for n, p in params.items()} if proximal_mu > 0 else {}
+    correction = (
+        {n: torch.from_numpy(np.asarray(gradient_correction[n], dtype=np.float32)) for n in params}
+        if gradient_correction is not None
+        else {}
+    )
     model.train()
-    total_loss, seen = 0.0, 0
-    for _ in range(config.epochs):
+    total_loss, seen, steps = 0.0, 0, 0
+    epochs = config.epochs if max_steps is None else -(-max_steps * config.batch_size // len(x))
+    for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), config.batch_size):
+            if max_steps is not None and steps >= max_steps:
+                break
             batch = order[start : start + config.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model(x[batch]), y[batch], weights)
             loss.backward()  # type: ignore[no-untyped-call]
+            with torch.no_grad():
+                for name, param in params.items():
+                    if param.grad is None:
+                        continue
+                    if anchor:
+                        param.grad += proximal_mu * (param - anchor[name])
+                    if correction:
+                        param.grad += correction[name]
             optimizer.step()
             total_loss += float(loss.detach()) * len(batch)
             seen += len(batch)
-    return TrainResult(num_examples=len(x), loss=total_loss / seen)
+            steps += 1
+    return TrainResult(num_examples=len(x), loss=total_loss / seen, steps=steps)
 
 
 @torch.no_grad()

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from fedflow.errors import PayloadError
-from fedflow.params import NamedArrays, all_finite, decode, get_weights
-from fedflow.site import ModelFactory
+from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
+from fedflow.site import ModelFactory, split_payload
 from fedflow.tasks import HIGHER_IS_BETTER
 from fedflow.update import DecodedUpdate, SiteUpdate
 
@@ -24,15 +24,31 @@ def initial_weights(
         return get_weights(factory(input_dim=input_dim, output_dim=output_dim, **options))
 
 
-def check_update(update: SiteUpdate, global_weights: Mapping[str, np.ndarray]) -> DecodedUpdate:
-    """Decode a site's update and check names, shapes, dtypes, finiteness and example count."""
+def check_update(
+    update: SiteUpdate, global_weights: Mapping[str, np.ndarray], *, extras: Sequence[str] = ()
+) -> DecodedUpdate:
+    """Decode a site's update and check names, shapes, dtypes, finiteness and example count.
+
+    `extras` are the tensor sets the strategy expects besides the delta (each like the weights).
+    """
     if update.num_examples <= 0:
         raise PayloadError(f"site {update.site!r} reported {update.num_examples} examples")
-    delta = decode(update.payload, like=global_weights)
-    if not all_finite(delta):
+    delta, sent_extras = split_payload(decode(update.payload))
+    check_compatible(delta, global_weights)
+    if sorted(sent_extras) != sorted(extras):
+        raise PayloadError(
+            f"site {update.site!r} sent extra tensors {sorted(sent_extras)}, expected {sorted(extras)}"
+        )
+    for arrays in sent_extras.values():
+        check_compatible(arrays, global_weights)
+    if not all(all_finite(arrays) for arrays in (delta, *sent_extras.values())):
         raise PayloadError(f"site {update.site!r} sent non-finite values (NaN or infinity)")
     return DecodedUpdate(
-        site=update.site, num_examples=update.num_examples, delta=delta, metrics=dict(update.metrics)
+        site=update.site,
+        num_examples=update.num_examples,
+        delta=delta,
+        metrics=dict(update.metrics),
+        extras=sent_extras,
     )
 
 

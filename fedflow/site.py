@@ -16,9 +16,11 @@ import torch
 from fedflow.config import LocalTrainConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, train_local
-from fedflow.params import decode, encode, get_weights, set_weights, subtract
+from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
+from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
+from fedflow.strategies.scaffold import CONTROL_DELTA, SERVER_CONTROL, site_controls
 from fedflow.tabular import Preprocessor, SiteStatistics, site_statistics
 from fedflow.tasks import TaskKind, get_task
 from fedflow.update import SiteUpdate
@@ -84,6 +86,27 @@ class LocalSite:
         return preprocessor.transform(frame), self.task.labels(frame, self.spec)
 
 
+def split_payload(arrays: NamedArrays) -> tuple[NamedArrays, dict[str, NamedArrays]]:
+    """Separate model weights from extra tensor sets named `<extra>::<param>`."""
+    weights: NamedArrays = {}
+    extras: dict[str, NamedArrays] = {}
+    for key, value in arrays.items():
+        if EXTRA_SEPARATOR in key:
+            extra, name = key.split(EXTRA_SEPARATOR, 1)
+            extras.setdefault(extra, {})[name] = value
+        else:
+            weights[key] = value
+    return weights, extras
+
+
+def join_payload(weights: NamedArrays, extras: dict[str, NamedArrays]) -> NamedArrays:
+    """The inverse of `split_payload`."""
+    joined = dict(weights)
+    for extra, arrays in extras.items():
+        joined.update({f"{extra}{EXTRA_SEPARATOR}{name}": value for name, value in arrays.items()})
+    return joined
+
+
 def build_global_model(
     factory: ModelFactory,
     *,
@@ -91,12 +114,22 @@ def build_global_model(
     output_dim: int,
     options: dict[str, Any],
     weights_payload: bytes | None = None,
-) -> torch.nn.Module:
-    """Build the domain's model and, if given, load global weights from a safetensors payload."""
+) -> tuple[torch.nn.Module, dict[str, NamedArrays]]:
+    """Build the domain's model, load the global weights of a payload, return it and the extras."""
     model = factory(input_dim=input_dim, output_dim=output_dim, **options)
+    extras: dict[str, NamedArrays] = {}
     if weights_payload is not None:
-        set_weights(model, decode(weights_payload, like=get_weights(model)))
-    return model
+        weights, extras = split_payload(decode(weights_payload))
+        set_weights(model, decode(encode(weights), like=get_weights(model)))
+    return model, extras
+
+
+@dataclass(frozen=True)
+class LocalStepResult:
+    """A local step's update (leaves the site) and the site's new private state (stays)."""
+
+    update: SiteUpdate
+    site_state: NamedArrays
 
 
 def local_train_step(
@@ -110,18 +143,34 @@ def local_train_step(
     labels: np.ndarray,
     config: LocalTrainConfig,
     seed: int,
+    settings: TrainSettings | None = None,
+    site_state: NamedArrays | None = None,
     class_weights: Sequence[float] | None = None,
-) -> SiteUpdate:
-    """Train the global model on the site's rows and return the encoded weight delta."""
+) -> LocalStepResult:
+    """Train the global model on the site's rows; return the encoded delta and the site's state.
+
+    `settings` come from the strategy: `proximal_mu` (FedProx) adds the proximal term,
+    `scaffold` runs SCAFFOLD's corrected loop with the server control from the payload and the
+    site's own control from `site_state`; other keys override fields of `config`.
+    """
+    settings = dict(settings or {})
     task = get_task(spec.task)
-    model = build_global_model(
+    model, extras = build_global_model(
         factory,
         input_dim=features.shape[1],
         output_dim=task.output_dim(spec),
         options=spec.model,
         weights_payload=global_payload,
     )
+    overrides = {k: v for k, v in settings.items() if k in LocalTrainConfig.model_fields}
+    config = config.model_copy(update=overrides) if overrides else config
     start = get_weights(model)
+    scaffold = bool(settings.get("scaffold", False))
+    server_control = extras.get(SERVER_CONTROL, {})
+    if scaffold and not server_control:
+        raise ValueError("SCAFFOLD asked for, but the payload has no server control")
+    site_control = dict(site_state or {}) or {k: np.zeros_like(v) for k, v in server_control.items()}
+    correction = {k: server_control[k] - site_control[k] for k in server_control} if scaffold else None
     result = train_local(
         model,
         features,
@@ -130,15 +179,33 @@ def local_train_step(
         config=config,
         seed=derive_seed(seed, "train", round_number, site),
         class_weights=class_weights,
+        proximal_mu=float(settings.get("proximal_mu", 0.0)),
+        gradient_correction=correction,
     )
-    delta = subtract(get_weights(model), start)
-    return SiteUpdate(
+    end = get_weights(model)
+    delta = subtract(end, start)
+    sent = dict(delta)
+    new_state: NamedArrays = dict(site_state or {})
+    if scaffold:
+        # With momentum an SGD step moves lr / (1 - momentum) per unit gradient, not lr.
+        effective_lr = config.learning_rate / (1.0 - config.momentum)
+        new_state, control_delta = site_controls(
+            server_control=server_control,
+            site_control=site_control,
+            start={k: start[k] for k in server_control},
+            end={k: end[k] for k in server_control},
+            steps=result.steps,
+            lr=effective_lr,
+        )
+        sent = join_payload(delta, {CONTROL_DELTA: control_delta})
+    update = SiteUpdate(
         site=site,
         round=round_number,
         num_examples=result.num_examples,
-        payload=encode(delta),
+        payload=encode(sent),
         metrics={"train_loss": result.loss},
     )
+    return LocalStepResult(update=update, site_state=new_state)
 
 
 def local_evaluate_step(
@@ -148,14 +215,25 @@ def local_evaluate_step(
     global_payload: bytes,
     features: np.ndarray,
     labels: np.ndarray,
+    personalization: tuple[np.ndarray, np.ndarray, LocalTrainConfig, int, int] | None = None,
 ) -> dict[str, float]:
-    """Evaluate the global model on the site's hold-out rows; only the metrics leave."""
+    """Evaluate the global model on the site's hold-out rows; only the metrics leave.
+
+    With `personalization` = (train features, train labels, config, steps, seed), the site also
+    fine-tunes a copy for that many steps and adds `personalised/<metric>` values.
+    """
     task = get_task(spec.task)
-    model = build_global_model(
+    model, _ = build_global_model(
         factory,
         input_dim=features.shape[1],
         output_dim=task.output_dim(spec),
         options=spec.model,
         weights_payload=global_payload,
     )
-    return evaluate_local(model, features, labels, task=task)
+    metrics = evaluate_local(model, features, labels, task=task)
+    if personalization is not None:
+        train_x, train_y, config, steps, seed = personalization
+        train_local(model, train_x, train_y, task=task, config=config, seed=seed, max_steps=steps)
+        tuned = evaluate_local(model, features, labels, task=task)
+        metrics.update({f"personalised/{k}": v for k, v in tuned.items() if k != "num_examples"})
+    return metrics

@@ -24,3 +24,4 @@ class DecodedUpdate:
     num_examples: int
     delta: NamedArrays
     metrics: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, NamedArrays] = field(default_factory=dict)

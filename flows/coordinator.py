@@ -18,6 +18,7 @@ from fedflow.params import encode
 from fedflow.rounds import check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
+from fedflow.site import join_payload, split_payload
 from fedflow.sitedata import missing_codes
 from fedflow.strategies import build_strategy
 from fedflow.tabular import fit_preprocessor, merge_statistics
@@ -143,6 +144,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         seed=derive_seed(config.seed, "init"),
     )
     strategy = build_strategy(config.strategy.name, config.strategy.options)
+    strategy.setup(global_weights, num_sites=len(eligible))
     champion_metric = spec.champion_metric or task.default_champion_metric
     higher_is_better = champion_metric in HIGHER_IS_BETTER
     class_weights = (
@@ -166,18 +168,17 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
             minimum=config.min_sites_per_round,
             seed=derive_seed(config.seed, "sample", round_number),
         )
-        global_payload = encode(global_weights)
+        global_payload = encode(join_payload(global_weights, split_payload(strategy.broadcast())[1]))
         settings = strategy.configure_train(round_number)
-        local_config = config.local.model_copy(
-            update={k: v for k, v in settings.items() if k in type(config.local).model_fields}
-        )
         train_futures = {
             site: train_site.submit(
                 domain,
                 site,
                 round_number=round_number,
                 global_payload=global_payload,
-                local_config=local_config,
+                federation_id=federation_id,
+                local_config=config.local,
+                settings=settings,
                 class_weights=class_weights,
                 **common,
             )
@@ -190,7 +191,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
             try:
                 update: SiteUpdate = future.result()
                 bytes_received += len(update.payload)
-                accepted.append(check_update(update, global_weights))
+                accepted.append(check_update(update, global_weights, extras=strategy.site_extras))
             except FedflowError as error:
                 dropped[site] = str(error)
             except Exception as error:  # a crashed site must not end the round for the others
@@ -218,7 +219,11 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
                 per_site[site] = future.result()
             except Exception as error:
                 logger.warning("round %d: evaluation at site %s failed: %s", round_number, site, error)
-        metrics = round_metrics(per_site, task.metric_names)
+        names = [
+            *task.metric_names,
+            *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),
+        ]
+        metrics = round_metrics(per_site, names)
         train_loss = sum(u.metrics.get("train_loss", math.nan) * u.num_examples for u in accepted) / sum(
             u.num_examples for u in accepted
         )

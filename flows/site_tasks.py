@@ -16,8 +16,11 @@ from pydantic import BaseModel
 from domains import Domain, load_domain
 from fedflow.config import LocalTrainConfig
 from fedflow.errors import FedflowError
+from fedflow.params import NamedArrays
+from fedflow.seeding import derive_seed
 from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
 from fedflow.sitedata import load_site_mapping
+from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
 from fedflow.update import SiteUpdate
 from validation import ValidationSummary, failure_summary, validate_frame
@@ -36,6 +39,8 @@ class _SiteState:
     def __init__(self) -> None:
         self.sites: dict[tuple[str, str, float, int], LocalSite] = {}
         self.arrays: dict[tuple[str, str, float, int, str, str], Any] = {}
+        # Private per-site algorithm state (SCAFFOLD's control), by federation and site.
+        self.private: dict[tuple[str, str], NamedArrays] = {}
         self.lock = threading.Lock()
 
 
@@ -116,17 +121,21 @@ def train_site(
     site: str,
     *,
     round_number: int,
+    federation_id: str,
     global_payload: bytes,
     preprocessor: Preprocessor,
     local_config: LocalTrainConfig,
     holdout_fraction: float,
     seed: int,
+    settings: TrainSettings | None = None,
     class_weights: list[float] | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
     features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
-    return local_train_step(
+    with _STATE.lock:
+        private = _STATE.private.get((federation_id, site))
+    result = local_train_step(
         site=site,
         round_number=round_number,
         spec=domain.spec,
@@ -136,8 +145,14 @@ def train_site(
         labels=labels,
         config=local_config,
         seed=seed,
+        settings=settings,
+        site_state=private,
         class_weights=class_weights,
     )
+    if result.site_state:
+        with _STATE.lock:
+            _STATE.private[(federation_id, site)] = result.site_state
+    return result.update
 
 
 @task(name="site-evaluate", cache_policy=NO_CACHE, task_run_name="evaluate-{site}-round-{round_number}")
@@ -150,14 +165,25 @@ def evaluate_site(
     preprocessor: Preprocessor,
     holdout_fraction: float,
     seed: int,
+    local_config: LocalTrainConfig | None = None,
+    personalization_steps: int = 0,
 ) -> dict[str, float]:
-    """Evaluate the global model on the site's hold-out rows; only metrics leave the site."""
+    """Evaluate the global model on the site's hold-out rows; only metrics leave the site.
+
+    With `personalization_steps`, also fine-tune a copy on the site's training rows first.
+    """
     domain = _domain(domain_name)
     features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout")
+    personalization = None
+    if personalization_steps > 0 and local_config is not None:
+        train_x, train_y = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
+        tune_seed = derive_seed(seed, "personalise", round_number, site)
+        personalization = (train_x, train_y, local_config, personalization_steps, tune_seed)
     return local_evaluate_step(
         spec=domain.spec,
         factory=domain.build_model,
         global_payload=global_payload,
         features=features,
         labels=labels,
+        personalization=personalization,
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedflow.params import decode, encode
-from fedflow.strategies import STRATEGIES, build_strategy
+from fedflow.strategies import STRATEGIES, Strategy, build_strategy
 from fedflow.update import DecodedUpdate
 
 
@@ -17,33 +17,61 @@ def _weights() -> dict[str, np.ndarray]:
     return {"w": np.array([[0.5, -1.0], [2.0, 0.0]], np.float32), "b": np.array([0.1, 0.2], np.float32)}
 
 
+def _ready(name: str) -> Strategy:
+    strategy = build_strategy(name)
+    strategy.setup(_weights(), num_sites=3)
+    return strategy
+
+
+def _updates(
+    strategy: Strategy, delta: dict[str, np.ndarray], sizes: tuple[int, ...] = (5, 7)
+) -> list[DecodedUpdate]:
+    extras = {extra: {k: np.zeros_like(v) for k, v in delta.items()} for extra in strategy.site_extras}
+    return [
+        DecodedUpdate(site=f"s{i}", num_examples=n, delta=delta, extras=extras) for i, n in enumerate(sizes)
+    ]
+
+
 def test_zero_updates_leave_the_model_unchanged(strategy_name: str) -> None:
-    strategy = build_strategy(strategy_name)
+    strategy = _ready(strategy_name)
     zero = {k: np.zeros_like(v) for k, v in _weights().items()}
-    updates = [DecodedUpdate(site=s, num_examples=n, delta=zero) for s, n in (("a", 5), ("b", 7))]
-    new = strategy.aggregate(1, _weights(), updates)
+    new = strategy.aggregate(1, _weights(), _updates(strategy, zero))
     for name, value in _weights().items():
         np.testing.assert_allclose(new[name], value, atol=1e-7)
+        assert new[name].dtype == value.dtype
 
 
-def test_identical_updates_move_the_model_by_that_update(strategy_name: str) -> None:
-    strategy = build_strategy(strategy_name)
+def test_identical_updates_move_an_averaging_model_by_that_update(strategy_name: str) -> None:
+    strategy = _ready(strategy_name)
+    if not strategy.averaging:
+        pytest.skip(f"{strategy_name} is a server optimiser, not an average")
     delta = {k: np.full_like(v, 0.25) for k, v in _weights().items()}
-    updates = [DecodedUpdate(site=s, num_examples=n, delta=delta) for s, n in (("a", 5), ("b", 7))]
-    new = strategy.aggregate(1, _weights(), updates)
+    new = strategy.aggregate(1, _weights(), _updates(strategy, delta))
     for name, value in _weights().items():
         np.testing.assert_allclose(new[name], value + 0.25, atol=1e-6)
 
 
 def test_configure_train_returns_scalars(strategy_name: str) -> None:
-    settings = build_strategy(strategy_name).configure_train(3)
+    settings = _ready(strategy_name).configure_train(3)
     assert all(isinstance(v, int | float | str | bool) for v in settings.values())
 
 
+def test_broadcast_tensors_are_named_extras(strategy_name: str) -> None:
+    for key in _ready(strategy_name).broadcast():
+        assert "::" in key and key.split("::", 1)[1] in _weights()
+
+
 def test_state_round_trips_through_safetensors(strategy_name: str) -> None:
-    strategy = build_strategy(strategy_name)
-    state = strategy.state()
-    restored = decode(encode(state)) if state else {}
-    fresh = build_strategy(strategy_name)
-    fresh.load_state(restored)
-    assert {k: v.tolist() for k, v in fresh.state().items()} == {k: v.tolist() for k, v in state.items()}
+    """After a step, persisting and restoring the server state gives the same next step."""
+    original = _ready(strategy_name)
+    delta = {k: np.full_like(v, 0.1) for k, v in _weights().items()}
+    weights = original.aggregate(1, _weights(), _updates(original, delta))
+    state = original.state()
+    restored = build_strategy(strategy_name)
+    restored.load_state(decode(encode(state)) if state else {})
+    restored.setup(_weights(), num_sites=3)
+    second = {k: np.full_like(v, -0.05) for k, v in _weights().items()}
+    a = original.aggregate(2, weights, _updates(original, second))
+    b = restored.aggregate(2, weights, _updates(restored, second))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6)

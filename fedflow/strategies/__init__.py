@@ -1,12 +1,23 @@
 """Registry of aggregation strategies: name -> factory taking keyword options."""
 
 from collections.abc import Callable
+from functools import partial
 
-from fedflow.strategies.base import Strategy, TrainSettings
+from fedflow.strategies.base import EXTRA_SEPARATOR, Strategy, TrainSettings
 from fedflow.strategies.fedavg import FedAvg
+from fedflow.strategies.fedavgm import FedAvgM
+from fedflow.strategies.fedopt import FedOpt
+from fedflow.strategies.fedprox import FedProx
+from fedflow.strategies.scaffold import Scaffold
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
-    FedAvg.name: FedAvg,
+    "fedavg": FedAvg,
+    "fedavgm": FedAvgM,
+    "fedprox": FedProx,
+    "scaffold": Scaffold,
+    "fedadam": partial(FedOpt, variant="adam"),
+    "fedyogi": partial(FedOpt, variant="yogi"),
+    "fedadagrad": partial(FedOpt, variant="adagrad"),
 }
 
 
@@ -21,4 +32,4 @@ def build_strategy(name: str, options: dict[str, float | int | str | bool] | Non
         raise ValueError(f"strategy {key!r} does not accept options {options}: {error}") from error
 
 
-__all__ = ["STRATEGIES", "Strategy", "TrainSettings", "build_strategy"]
+__all__ = ["EXTRA_SEPARATOR", "STRATEGIES", "Strategy", "TrainSettings", "build_strategy"]

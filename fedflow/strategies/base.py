@@ -10,15 +10,30 @@ from fedflow.update import DecodedUpdate
 
 TrainSettings = dict[str, float | int | str | bool]
 
+# Extra tensors travel in the same safetensors payload as the weights, named "<extra>::<param>".
+EXTRA_SEPARATOR = "::"
+
 
 @runtime_checkable
 class Strategy(Protocol):
     """Turns the global model and the sites' decoded updates into the next global model."""
 
     name: str
+    # True when identical site deltas move the global model by exactly that delta.
+    averaging: bool
+    # Names of the extra tensor sets a site sends with its delta (each shaped like the weights).
+    site_extras: tuple[str, ...]
+
+    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
+        """Prepare server state for this model and number of eligible sites (before round 1)."""
+        ...
 
     def configure_train(self, round_number: int) -> TrainSettings:
         """Scalar settings sent to every site for this round's local step."""
+        ...
+
+    def broadcast(self) -> NamedArrays:
+        """Extra tensors sent to the sites with the global weights (named `<extra>::<param>`)."""
         ...
 
     def aggregate(

@@ -1,14 +1,14 @@
 """FedAvg: McMahan et al., "Communication-Efficient Learning of Deep Networks from
 Decentralized Data", AISTATS 2017 (arXiv:1602.05629).
 
-The new global model is the old one plus the example-weighted mean of the sites' deltas.
+The new global model is the old one plus the (example-weighted) mean of the sites' deltas.
 """
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedflow.aggregate import weighted_mean
+from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays, add
 from fedflow.strategies.base import TrainSettings
 from fedflow.update import DecodedUpdate
@@ -18,31 +18,28 @@ class FedAvg:
     """Federated averaging, weighted by example count (or uniformly)."""
 
     name = "fedavg"
+    averaging = True
+    site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, weighting: str = "examples") -> None:
         self.weighting = weighting
+
+    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
+        """Stateless."""
 
     def configure_train(self, round_number: int) -> TrainSettings:
         """FedAvg asks nothing special of the sites."""
         return {}
 
+    def broadcast(self) -> NamedArrays:
+        """Nothing besides the weights."""
+        return {}
+
     def aggregate(
-        self,
-        round_number: int,
-        global_weights: Mapping[str, np.ndarray],
-        updates: Sequence[DecodedUpdate],
+        self, round_number: int, global_weights: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate]
     ) -> NamedArrays:
         """Global weights plus the weighted mean delta."""
-        if not updates:
-            raise ValueError(f"round {round_number}: no updates to aggregate")
-        if self.weighting not in ("examples", "uniform"):
-            raise ValueError(f"fedavg weighting must be 'examples' or 'uniform', got {self.weighting!r}")
-        if self.weighting == "uniform":
-            weights = [1.0] * len(updates)
-        else:
-            weights = [float(update.num_examples) for update in updates]
-        mean_delta = weighted_mean([update.delta for update in updates], weights)
-        return add(global_weights, mean_delta)
+        return add(global_weights, mean_delta(updates, weighting=self.weighting))
 
     def state(self) -> NamedArrays:
         """Stateless."""
