@@ -37,6 +37,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _parse_options(pairs: list[str] | None) -> dict[str, float | int | str | bool]:
+    """`mu=0.1` style options: numbers and true/false parsed, the rest kept as text."""
+    options: dict[str, float | int | str | bool] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--strategy-option expects KEY=VALUE, got {pair!r}")
+        value: float | int | str | bool = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        options[key.strip()] = value
+    return options
+
+
 def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4f}"
 
@@ -45,7 +66,14 @@ def _fmt(value: float) -> str:
 def run(
     domain: Annotated[str, typer.Argument(help="Domain template, e.g. healthcare (see `fedflow domains`).")],
     rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="Aggregation strategy, e.g. fedavg.")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Aggregation strategy: fedavg, fedavgm, fedprox, scaffold, fedadam, ..."),
+    ] = None,
+    strategy_option: Annotated[
+        list[str] | None,
+        typer.Option("--strategy-option", "-o", help="Strategy option KEY=VALUE (repeatable)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the split, sampling and training.")] = None,
     sites_fraction: Annotated[float | None, typer.Option(help="Fraction of sites sampled per round.")] = None,
     min_sites: Annotated[int | None, typer.Option(help="Stop when fewer sites than this remain.")] = None,
@@ -54,6 +82,10 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Local learning rate.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="Local optimiser: sgd or adam.")] = None,
+    personalization_steps: Annotated[
+        int | None,
+        typer.Option(help="Also fine-tune k local steps per site and report personalised metrics."),
+    ] = None,
     sites: Annotated[
         Path | None, typer.Option(help="YAML mapping site -> data file, replacing the domain's.")
     ] = None,
@@ -76,6 +108,7 @@ def run(
         "sites_fraction": sites_fraction,
         "min_sites": min_sites,
         "min_sites_per_round": min_sites_per_round,
+        "personalization_steps": personalization_steps,
     }
     local = {
         "epochs": local_epochs,
@@ -86,7 +119,9 @@ def run(
     defaults.update({k: v for k, v in top.items() if v is not None})
     defaults["local"].update({k: v for k, v in local.items() if v is not None})
     if strategy is not None:
-        defaults["strategy"] = {"name": strategy, "options": {}}
+        defaults["strategy"] = {"name": strategy, "options": _parse_options(strategy_option)}
+    elif strategy_option:
+        defaults["strategy"]["options"].update(_parse_options(strategy_option))
     if min_sites is not None and min_sites_per_round is None:
         defaults["min_sites_per_round"] = max(defaults["min_sites_per_round"], min_sites)
     try:
@@ -137,15 +172,30 @@ def run(
 
 
 def _print_summary(result: Any) -> None:
+    names = [n for n in result.final_metrics if not n.startswith("personalised/")]
     table = Table(title=f"{result.domain}: hold-out metrics of the final global model")
-    names = list(result.final_metrics)
     table.add_column("site")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name.replace("balanced_accuracy", "bal. accuracy"), justify="right")
     for site, values in result.per_site.items():
         table.add_row(site, *(_fmt(values.get(n, math.nan)) for n in names))
     table.add_row("[bold]weighted mean", *(f"[bold]{_fmt(result.final_metrics[n])}" for n in names))
     console.print(table)
+    key = f"personalised/{result.champion_metric}"
+    if key in result.final_metrics:
+        tuned = Table(title=f"{result.champion_metric}: global model vs fine-tuned at each site")
+        for column in ("site", "global", "personalised"):
+            tuned.add_column(column, justify="right" if column != "site" else "left")
+        for site, values in result.per_site.items():
+            tuned.add_row(
+                site, _fmt(values.get(result.champion_metric, math.nan)), _fmt(values.get(key, math.nan))
+            )
+        tuned.add_row(
+            "[bold]weighted mean",
+            _fmt(result.final_metrics[result.champion_metric]),
+            _fmt(result.final_metrics[key]),
+        )
+        console.print(tuned)
     for site, reasons in result.excluded_sites.items():
         console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")
     console.print(

@@ -24,6 +24,7 @@ from fedflow.strategies import build_strategy
 from fedflow.tabular import fit_preprocessor, merge_statistics
 from fedflow.tasks import HIGHER_IS_BETTER, get_task
 from fedflow.update import DecodedUpdate, SiteUpdate
+from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
 from flows.site_tasks import evaluate_site, prepare_site, train_site
@@ -153,6 +154,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         else None
     )
     last_metrics: dict[str, float] = {}
+    history: list[dict[str, float]] = []
     last_per_site: dict[str, dict[str, float]] = {}
     common: dict[str, Any] = {
         "preprocessor": preprocessor,
@@ -209,7 +211,13 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         new_payload = encode(global_weights)
         eval_futures = {
             site: evaluate_site.submit(
-                domain, site, round_number=round_number, global_payload=new_payload, **common
+                domain,
+                site,
+                round_number=round_number,
+                global_payload=new_payload,
+                local_config=config.local,
+                personalization_steps=config.personalization_steps,
+                **common,
             )
             for site in eligible
         }
@@ -254,6 +262,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         )
         logged["time/round_seconds"] = time.perf_counter() - started
         tracker.log_metrics(logged, step=round_number)
+        history.append(logged)
         create_markdown_artifact(
             markdown=round_markdown(
                 domain=domain,
@@ -288,6 +297,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
             )
         )
 
+    plotted = [champion_metric, "loss"] if champion_metric != "loss" else ["loss"]
+    tracker.log_figure(metrics_figure(history, plotted, eligible), "plots/metrics_by_round.png")
     tracker.finish()
     return FederationResult(
         federation_id=federation_id,

@@ -131,6 +131,13 @@ class FederationTracker:
         """Each site's row count and label mix, as an MLflow table (`sites/sites.json`)."""
         mlflow.log_table(table, "sites/sites.json")
 
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib figure as an image artifact."""
+        import matplotlib.pyplot as plt
+
+        mlflow.log_figure(figure, artifact_file)
+        plt.close(figure)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags of the run."""
         mlflow.set_tags(tags)

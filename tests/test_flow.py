@@ -146,3 +146,24 @@ def test_same_seed_same_global_model(prefect_api: None, mlflow_store: str) -> No
     first = federated_training(domain="healthcare", federation=_config(rounds=1), run_name="a")
     second = federated_training(domain="healthcare", federation=_config(rounds=1), run_name="b")
     assert first.final_metrics == second.final_metrics
+
+
+def test_scaffold_with_personalisation_logs_both_and_a_plot(prefect_api: None, mlflow_store: str) -> None:
+    from fedflow.config import StrategyConfig
+
+    plain = federated_training(domain="healthcare", federation=_config(rounds=2), run_name="plain")
+    config = _config(rounds=2).model_copy(
+        update={"strategy": StrategyConfig(name="scaffold"), "personalization_steps": 5}
+    )
+    result = federated_training(domain="healthcare", federation=config, run_name="scaffold")
+    client = MlflowClient(mlflow_store)
+    history = client.get_metric_history(result.mlflow_run_id, "global/personalised/roc_auc")
+    assert [m.step for m in history] == [1, 2]
+    assert "personalised/roc_auc" in result.per_site["cleveland"]
+    # SCAFFOLD's control variates travel both ways: about twice FedAvg's bytes.
+    sent = client.get_metric_history(result.mlflow_run_id, "comm/bytes_received")[-1].value
+    plain_sent = client.get_metric_history(plain.mlflow_run_id, "comm/bytes_received")[-1].value
+    assert 1.8 < sent / plain_sent < 2.2
+    artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id, "plots")]
+    assert artifacts == ["plots/metrics_by_round.png"]
+    assert result.final_metrics != plain.final_metrics
