@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
         os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
+        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
         for name in names:
             domain = load_domain(name)
             results, metrics = run_domain(domain, args.seeds, args.rounds)

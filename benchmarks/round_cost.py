@@ -42,6 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
         os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
+        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
         config = FederationConfig(rounds=args.rounds, local=LocalTrainConfig(epochs=2))
         result = federated_training(domain="healthcare", federation=config, run_name="round-cost")
         history = mlflow.tracking.MlflowClient().get_metric_history(

@@ -145,6 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
         os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
+        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
         variants = Path(store) / "domains"
         variants.mkdir()
         os.environ["FEDFLOW_DOMAINS_PATH"] = str(variants)

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fedflow.config import FederationConfig
+
 app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
 domains_app = typer.Typer(help="Domain templates.", invoke_without_command=True)
 app.add_typer(domains_app, name="domains")
@@ -94,8 +96,6 @@ def run(
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
     from domains import available_domains, load_domain
-    from fedflow.config import FederationConfig
-    from fedflow.errors import FedflowError
 
     if domain not in available_domains():
         raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
@@ -129,6 +129,23 @@ def run(
     except ValidationError as error:
         raise _fail(f"invalid options:\n{error}") from error
 
+    _run_federation(
+        domain, config, sites_file=str(sites.resolve()) if sites else None, run_name=run_name, verbose=verbose
+    )
+
+
+def _run_federation(
+    domain: str,
+    config: "FederationConfig",
+    *,
+    sites_file: str | None,
+    run_name: str | None,
+    verbose: bool,
+    completed: int = 0,
+) -> None:
+    """Run (or resume) the coordinator flow with a progress bar, then print the summary."""
+    from fedflow.errors import FedflowError
+
     if not verbose:
         _quiet_orchestration_logs()
     import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
@@ -148,7 +165,7 @@ def run(
         console=console,
         transient=False,
     )
-    bar = progress.add_task("rounds", total=config.rounds, status="validating sites…")
+    bar = progress.add_task("rounds", total=config.rounds, completed=completed, status="validating sites…")
 
     def on_round(event: RoundEvent) -> None:
         value = event.metrics.get(event.champion_metric, math.nan)
@@ -159,10 +176,7 @@ def run(
     try:
         with progress:
             result = federated_training(
-                domain=domain,
-                federation=config,
-                sites_file=str(sites.resolve()) if sites else None,
-                run_name=run_name,
+                domain=domain, federation=config, sites_file=sites_file, run_name=run_name
             )
     except FedflowError as error:
         raise _fail(str(error)) from error
@@ -205,6 +219,38 @@ def _print_summary(result: Any) -> None:
         f"Store: {result.tracking_uri}\n"
         "See it: [bold]fedflow ui[/] then open http://127.0.0.1:5000 "
         f"(Experiments → {result.domain}; Models → {result.registered_model})."
+    )
+
+
+@app.command()
+def resume(
+    identifier: Annotated[str, typer.Argument(help="Federation id (the run name) or MLflow run id.")],
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
+) -> None:
+    """Continue a federation that was interrupted, from its last completed round."""
+    from fedflow.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+
+    try:
+        federation_id = find_checkpoint(identifier)
+        checkpoint, _, _ = load_checkpoint(federation_id)
+    except CheckpointError as error:
+        raise _fail(str(error)) from error
+    if checkpoint.complete:
+        console.print(
+            f"federation {federation_id} already completed all {checkpoint.round} rounds; nothing to do."
+        )
+        return
+    console.print(
+        f"resuming [bold]{federation_id}[/] ({checkpoint.domain}) after round {checkpoint.round} "
+        f"of {checkpoint.config['rounds']}, MLflow run {checkpoint.mlflow_run_id}"
+    )
+    _run_federation(
+        checkpoint.domain,
+        FederationConfig.model_validate(checkpoint.config),
+        sites_file=checkpoint.sites_file,
+        run_name=federation_id,
+        verbose=verbose,
+        completed=checkpoint.round,
     )
 
 

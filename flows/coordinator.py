@@ -2,6 +2,7 @@
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +12,18 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from domains import load_domain
+from fedflow.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    RoundCheckpoint,
+    checkpoint_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError
 from fedflow.local import balanced_class_weights
-from fedflow.params import encode
+from fedflow.params import NamedArrays, encode
 from fedflow.rounds import check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
@@ -77,26 +86,56 @@ def federated_training(
     """Validate every site, agree on preprocessing from aggregates, then run the rounds.
 
     `federation` defaults to the domain's config.yaml; `sites_file` is a YAML mapping of site to
-    data file that replaces the config's mapping (read by the sites, never logged).
+    data file that replaces the config's mapping (read by the sites, never logged). `run_name`
+    is the federation id: if a checkpoint of an unfinished federation with that id exists, the
+    run continues from its last completed round in the same MLflow run, with its original config.
     """
     logger = get_run_logger()
     loaded = load_domain(domain)
     config = federation if federation is not None else loaded.spec.federation
     federation_id = run_name or f"{domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{config.seed}"
-    tracker = FederationTracker.start(
-        domain=domain,
-        run_name=federation_id,
-        params={"domain": domain, **config.flat()},
-        tags={"fedflow.federation_id": federation_id, "fedflow.domain": domain},
-    )
+    resumed: Resumed | None = None
+    if (checkpoint_dir(federation_id) / STATE_FILE).is_file():
+        checkpoint, weights, strategy_state = load_checkpoint(federation_id)
+        if checkpoint.domain != domain:
+            raise CheckpointError(
+                f"federation {federation_id!r} belongs to domain {checkpoint.domain!r}, not {domain!r}"
+            )
+        if checkpoint.complete:
+            raise CheckpointError(
+                f"federation {federation_id!r} already completed its {checkpoint.round} rounds "
+                f"(MLflow run {checkpoint.mlflow_run_id}); choose another run name"
+            )
+        config = FederationConfig.model_validate(checkpoint.config)
+        sites_file = sites_file or checkpoint.sites_file
+        resumed = Resumed(checkpoint=checkpoint, weights=weights, strategy_state=strategy_state)
+        logger.warning("resuming federation %s after round %d", federation_id, checkpoint.round)
+        tracker = FederationTracker.resume(domain=domain, run_id=checkpoint.mlflow_run_id)
+        tracker.champion = checkpoint.champion
+    else:
+        tracker = FederationTracker.start(
+            domain=domain,
+            run_name=federation_id,
+            params={"domain": domain, **config.flat()},
+            tags={"fedflow.federation_id": federation_id, "fedflow.domain": domain},
+        )
     try:
-        return _run(loaded, config, federation_id, sites_file, tracker, logger)
+        return _run(loaded, config, federation_id, sites_file, tracker, logger, resumed)
     except BaseException as error:
         tracker.finish(failure=f"{type(error).__name__}: {error}")
         raise
 
 
-def _run(loaded, config, federation_id, sites_file, tracker, logger) -> FederationResult:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Resumed:
+    """What a resumed federation starts from."""
+
+    checkpoint: RoundCheckpoint
+    weights: NamedArrays
+    strategy_state: NamedArrays
+
+
+def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) -> FederationResult:  # type: ignore[no-untyped-def]
     domain = loaded.name
     spec = loaded.spec
 
@@ -145,7 +184,19 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         seed=derive_seed(config.seed, "init"),
     )
     strategy = build_strategy(config.strategy.name, config.strategy.options)
+    first_round = 1
+    history: list[dict[str, float]] = []
+    if resumed is not None:
+        lost = sorted(set(resumed.checkpoint.eligible) - set(eligible))
+        if lost:
+            logger.warning("sites %s no longer pass validation; the resumed run goes on without them", lost)
+        eligible = [site for site in resumed.checkpoint.eligible if site in eligible]
+        global_weights = resumed.weights
+        first_round = resumed.checkpoint.round + 1
+        history = list(resumed.checkpoint.history)
     strategy.setup(global_weights, num_sites=len(eligible))
+    if resumed is not None:
+        strategy.load_state(resumed.strategy_state)
     champion_metric = spec.champion_metric or task.default_champion_metric
     higher_is_better = champion_metric in HIGHER_IS_BETTER
     class_weights = (
@@ -154,7 +205,6 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         else None
     )
     last_metrics: dict[str, float] = {}
-    history: list[dict[str, float]] = []
     last_per_site: dict[str, dict[str, float]] = {}
     common: dict[str, Any] = {
         "preprocessor": preprocessor,
@@ -162,7 +212,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         "seed": config.seed,
     }
 
-    for round_number in range(1, config.rounds + 1):
+    for round_number in range(first_round, config.rounds + 1):
         started = time.perf_counter()
         chosen = sample_sites(
             eligible,
@@ -263,6 +313,23 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger) -> Federati
         logged["time/round_seconds"] = time.perf_counter() - started
         tracker.log_metrics(logged, step=round_number)
         history.append(logged)
+        save_checkpoint(
+            RoundCheckpoint(
+                federation_id=federation_id,
+                domain=domain,
+                round=round_number,
+                mlflow_run_id=tracker.run_id,
+                config=config.model_dump(),
+                sites_file=sites_file,
+                eligible=eligible,
+                excluded=excluded,
+                preprocessor=preprocessor,
+                champion=tracker.champion,
+                history=history,
+            ),
+            global_weights,
+            strategy.state(),
+        )
         create_markdown_artifact(
             markdown=round_markdown(
                 domain=domain,

@@ -14,11 +14,12 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from domains import Domain, load_domain
+from fedflow.checkpoint import state_root
 from fedflow.config import LocalTrainConfig
 from fedflow.errors import FedflowError
-from fedflow.params import NamedArrays
 from fedflow.seeding import derive_seed
 from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
+from fedflow.site_state import load_site_state, save_site_state
 from fedflow.sitedata import load_site_mapping
 from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
@@ -39,8 +40,6 @@ class _SiteState:
     def __init__(self) -> None:
         self.sites: dict[tuple[str, str, float, int], LocalSite] = {}
         self.arrays: dict[tuple[str, str, float, int, str, str], Any] = {}
-        # Private per-site algorithm state (SCAFFOLD's control), by federation and site.
-        self.private: dict[tuple[str, str], NamedArrays] = {}
         self.lock = threading.Lock()
 
 
@@ -133,8 +132,8 @@ def train_site(
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
     features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
-    with _STATE.lock:
-        private = _STATE.private.get((federation_id, site))
+    # SCAFFOLD's control lives on the site's disk, per round, so a resumed run repeats exactly.
+    private = load_site_state(state_root(), federation_id, site, before_round=round_number)
     result = local_train_step(
         site=site,
         round_number=round_number,
@@ -150,8 +149,7 @@ def train_site(
         class_weights=class_weights,
     )
     if result.site_state:
-        with _STATE.lock:
-            _STATE.private[(federation_id, site)] = result.site_state
+        save_site_state(state_root(), federation_id, site, round_number, result.site_state)
     return result.update
 
 

@@ -119,6 +119,14 @@ class FederationTracker:
         mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
         return cls(domain=domain, run_id=run.info.run_id, experiment_id=experiment_id)
 
+    @classmethod
+    def resume(cls, *, domain: str, run_id: str) -> "FederationTracker":
+        """Reopen the MLflow run of a federation that is being resumed."""
+        mlflow.set_tracking_uri(tracking_uri())
+        run = mlflow.start_run(run_id=run_id)
+        mlflow.set_tag("fedflow.resumed", "true")
+        return cls(domain=domain, run_id=run.info.run_id, experiment_id=str(run.info.experiment_id))
+
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
         """Metrics at `step` (the round); NaN values are left out."""
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)}, step=step)

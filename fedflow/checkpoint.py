@@ -1,0 +1,103 @@
+"""What a coordinator persists after every round so that a killed run can continue exactly.
+
+A checkpoint folder holds `state.json` (round, run ids, config, eligible sites, preprocessing,
+champion, metric history), `global.safetensors` (the global weights) and `strategy.safetensors`
+(the server state). Files are written to a temporary name and renamed, so a kill mid-write
+leaves the previous round's checkpoint intact.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fedflow.errors import FedflowError
+from fedflow.params import NamedArrays, decode, encode
+from fedflow.tabular import Preprocessor
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "global.safetensors"
+STRATEGY_FILE = "strategy.safetensors"
+
+
+class CheckpointError(FedflowError):
+    """A checkpoint is missing, incomplete or does not match the run asked for."""
+
+
+class RoundCheckpoint(BaseModel):
+    """The coordinator's state after a completed round (no site data, no paths of sites)."""
+
+    federation_id: str
+    domain: str
+    round: int = Field(description="The last completed round.")
+    mlflow_run_id: str
+    config: dict[str, Any] = Field(description="The resolved FederationConfig.")
+    sites_file: str | None = None
+    eligible: list[str]
+    excluded: dict[str, list[str]] = Field(default_factory=dict)
+    preprocessor: Preprocessor
+    champion: tuple[str, float] | None = None
+    history: list[dict[str, float]] = Field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every configured round has run."""
+        return self.round >= int(self.config["rounds"])
+
+
+def state_root() -> Path:
+    """Where coordinators keep checkpoints: `FEDFLOW_STATE_DIR` or `./.fedflow`."""
+    return Path(os.environ.get("FEDFLOW_STATE_DIR") or Path.cwd() / ".fedflow").resolve()
+
+
+def checkpoint_dir(federation_id: str) -> Path:
+    """The checkpoint folder of one federation."""
+    return state_root() / "runs" / federation_id
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def save_checkpoint(checkpoint: RoundCheckpoint, weights: NamedArrays, strategy_state: NamedArrays) -> Path:
+    """Persist a round; the state file is written last so it only ever names complete files."""
+    folder = checkpoint_dir(checkpoint.federation_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / WEIGHTS_FILE, encode(weights))
+    _write_atomic(folder / STRATEGY_FILE, encode(strategy_state))
+    _write_atomic(folder / STATE_FILE, checkpoint.model_dump_json(indent=1).encode())
+    return folder
+
+
+def load_checkpoint(federation_id: str) -> tuple[RoundCheckpoint, NamedArrays, NamedArrays]:
+    """Read a federation's last checkpoint: state, global weights and strategy state."""
+    folder = checkpoint_dir(federation_id)
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"no checkpoint for federation {federation_id!r} in {folder}")
+    try:
+        checkpoint = RoundCheckpoint.model_validate_json((folder / STATE_FILE).read_text())
+        weights = decode((folder / WEIGHTS_FILE).read_bytes())
+        strategy_state = decode((folder / STRATEGY_FILE).read_bytes())
+    except (OSError, ValueError, FedflowError) as error:
+        raise CheckpointError(
+            f"checkpoint of {federation_id!r} in {folder} is unreadable: {error}"
+        ) from error
+    return checkpoint, weights, strategy_state
+
+
+def find_checkpoint(identifier: str) -> str:
+    """The federation id for a federation id or an MLflow run id."""
+    if (checkpoint_dir(identifier) / STATE_FILE).is_file():
+        return identifier
+    runs = state_root() / "runs"
+    for state in sorted(runs.glob(f"*/{STATE_FILE}")) if runs.is_dir() else []:
+        try:
+            checkpoint = RoundCheckpoint.model_validate_json(state.read_text())
+        except ValueError:
+            continue
+        if checkpoint.mlflow_run_id == identifier:
+            return checkpoint.federation_id
+    raise CheckpointError(f"no checkpoint for {identifier!r} (a federation id or MLflow run id) under {runs}")

@@ -1,0 +1,118 @@
+"""A coordinator killed mid-run resumes from its last completed round and ends with exactly the
+model an uninterrupted run with the same seed ends with."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fedflow.checkpoint import load_checkpoint
+from fedflow.config import FederationConfig, LocalTrainConfig, StrategyConfig
+
+FEDFLOW = str(Path(sys.executable).with_name("fedflow"))
+ROUNDS = 6
+
+
+def _env(tmp_path: Path, name: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / name}.db",
+        FEDFLOW_ARTIFACT_ROOT=str(tmp_path / f"{name}-artifacts"),
+        FEDFLOW_STATE_DIR=str(tmp_path / f"{name}-state"),
+        PREFECT_HOME=str(tmp_path / f"{name}-prefect"),
+    )
+    return env
+
+
+def _config() -> FederationConfig:
+    # SCAFFOLD keeps state at the server and at every site: the hardest case for a resume.
+    return FederationConfig(
+        rounds=ROUNDS, seed=3, local=LocalTrainConfig(epochs=1), strategy=StrategyConfig(name="scaffold")
+    )
+
+
+def test_killed_run_resumes_to_the_uninterrupted_model(
+    tmp_path: Path, prefect_api: None, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(tmp_path, "killed")
+    state = Path(env["FEDFLOW_STATE_DIR"]) / "runs" / "killed" / "state.json"
+    command = [
+        FEDFLOW,
+        "run",
+        "healthcare",
+        "--rounds",
+        str(ROUNDS),
+        "--seed",
+        "3",
+        "--local-epochs",
+        "1",
+        "--strategy",
+        "scaffold",
+        "--run-name",
+        "killed",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if state.is_file() and json.loads(state.read_text())["round"] >= 2:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, (
+            "the run ended before it could be killed: " + process.stderr.read().decode()[-2000:]
+        )
+        os.killpg(process.pid, signal.SIGKILL)  # no clean-up, no finally blocks: a real crash
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    interrupted_at = json.loads(state.read_text())["round"]
+    assert 2 <= interrupted_at < ROUNDS
+
+    resumed = subprocess.run(
+        [FEDFLOW, "resume", "killed"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"after round {interrupted_at}" in resumed.stdout
+
+    # The same federation uninterrupted, in this process.
+    monkeypatch.setenv("FEDFLOW_STATE_DIR", str(tmp_path / "straight-state"))
+    from flows.coordinator import federated_training
+
+    federated_training(domain="healthcare", federation=_config(), run_name="straight")
+
+    monkeypatch.setenv("FEDFLOW_STATE_DIR", env["FEDFLOW_STATE_DIR"])
+    killed, killed_weights, killed_strategy = load_checkpoint("killed")
+    monkeypatch.setenv("FEDFLOW_STATE_DIR", str(tmp_path / "straight-state"))
+    straight, straight_weights, straight_strategy = load_checkpoint("straight")
+    assert killed.round == straight.round == ROUNDS
+    for name, value in straight_weights.items():
+        np.testing.assert_array_equal(killed_weights[name], value, err_msg=name)
+    for name, value in straight_strategy.items():
+        np.testing.assert_array_equal(killed_strategy[name], value, err_msg=name)
+
+    # One MLflow run, finished, with every round's metrics.
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(killed.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags.get("fedflow.resumed") == "true"
+    steps = sorted({m.step for m in client.get_metric_history(run.info.run_id, "global/roc_auc")})
+    assert steps == list(range(1, ROUNDS + 1))
+
+    again = subprocess.run(
+        [FEDFLOW, "resume", "killed"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and "already completed" in again.stdout
