@@ -43,6 +43,19 @@ class StrategyConfig(BaseModel):
         return key
 
 
+class UpdateChecks(BaseModel):
+    """Checks the coordinator applies to every update before aggregating (a failing one is dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_payload_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Refuse larger payloads before decoding them."
+    )
+    max_update_norm: float | None = Field(
+        default=None, gt=0, description="Drop updates whose delta has a larger L2 norm (None: no bound)."
+    )
+
+
 class FederationConfig(BaseModel):
     """Everything that decides what a federation run computes (logged as MLflow params)."""
 
@@ -66,6 +79,7 @@ class FederationConfig(BaseModel):
     seed: int = Field(default=0, ge=0, description="Seeds the split, the sampling and training.")
     local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    checks: UpdateChecks = Field(default_factory=UpdateChecks)
 
     personalization_steps: int = Field(
         default=0,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedflow.aggregate import l2_norm
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
 from fedflow.site import ModelFactory, split_payload
@@ -25,14 +26,23 @@ def initial_weights(
 
 
 def check_update(
-    update: SiteUpdate, global_weights: Mapping[str, np.ndarray], *, extras: Sequence[str] = ()
+    update: SiteUpdate,
+    global_weights: Mapping[str, np.ndarray],
+    *,
+    extras: Sequence[str] = (),
+    max_payload_bytes: int | None = None,
+    max_update_norm: float | None = None,
 ) -> DecodedUpdate:
-    """Decode a site's update and check names, shapes, dtypes, finiteness and example count.
+    """Decode a site's update and check size, names, shapes, dtypes, finiteness, norm and count.
 
     `extras` are the tensor sets the strategy expects besides the delta (each like the weights).
     """
     if update.num_examples <= 0:
         raise PayloadError(f"site {update.site!r} reported {update.num_examples} examples")
+    if max_payload_bytes is not None and len(update.payload) > max_payload_bytes:
+        raise PayloadError(
+            f"site {update.site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"
+        )
     delta, sent_extras = split_payload(decode(update.payload))
     check_compatible(delta, global_weights)
     if sorted(sent_extras) != sorted(extras):
@@ -43,6 +53,10 @@ def check_update(
         check_compatible(arrays, global_weights)
     if not all(all_finite(arrays) for arrays in (delta, *sent_extras.values())):
         raise PayloadError(f"site {update.site!r} sent non-finite values (NaN or infinity)")
+    if max_update_norm is not None and (norm := l2_norm(delta)) > max_update_norm:
+        raise PayloadError(
+            f"site {update.site!r} sent an update of norm {norm:.4g}, over the bound {max_update_norm}"
+        )
     return DecodedUpdate(
         site=update.site,
         num_examples=update.num_examples,

@@ -243,7 +243,15 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             try:
                 update: SiteUpdate = future.result()
                 bytes_received += len(update.payload)
-                accepted.append(check_update(update, global_weights, extras=strategy.site_extras))
+                accepted.append(
+                    check_update(
+                        update,
+                        global_weights,
+                        extras=strategy.site_extras,
+                        max_payload_bytes=config.checks.max_payload_bytes,
+                        max_update_norm=config.checks.max_update_norm,
+                    )
+                )
             except FedflowError as error:
                 dropped[site] = str(error)
             except Exception as error:  # a crashed site must not end the round for the others

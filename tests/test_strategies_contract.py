@@ -19,12 +19,12 @@ def _weights() -> dict[str, np.ndarray]:
 
 def _ready(name: str) -> Strategy:
     strategy = build_strategy(name)
-    strategy.setup(_weights(), num_sites=3)
+    strategy.setup(_weights(), num_sites=5)
     return strategy
 
 
 def _updates(
-    strategy: Strategy, delta: dict[str, np.ndarray], sizes: tuple[int, ...] = (5, 7)
+    strategy: Strategy, delta: dict[str, np.ndarray], sizes: tuple[int, ...] = (5, 7, 3, 4, 6)
 ) -> list[DecodedUpdate]:
     extras = {extra: {k: np.zeros_like(v) for k, v in delta.items()} for extra in strategy.site_extras}
     return [
@@ -69,7 +69,7 @@ def test_state_round_trips_through_safetensors(strategy_name: str) -> None:
     state = original.state()
     restored = build_strategy(strategy_name)
     restored.load_state(decode(encode(state)) if state else {})
-    restored.setup(_weights(), num_sites=3)
+    restored.setup(_weights(), num_sites=5)
     second = {k: np.full_like(v, -0.05) for k, v in _weights().items()}
     a = original.aggregate(2, weights, _updates(original, second))
     b = restored.aggregate(2, weights, _updates(restored, second))

@@ -8,7 +8,10 @@ from fedflow.strategies.fedavg import FedAvg
 from fedflow.strategies.fedavgm import FedAvgM
 from fedflow.strategies.fedopt import FedOpt
 from fedflow.strategies.fedprox import FedProx
+from fedflow.strategies.krum import MultiKrum
+from fedflow.strategies.median import FedMedian
 from fedflow.strategies.scaffold import Scaffold
+from fedflow.strategies.trimmed_mean import FedTrimmedMean
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fedavg": FedAvg,
@@ -18,7 +21,15 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fedadam": partial(FedOpt, variant="adam"),
     "fedyogi": partial(FedOpt, variant="yogi"),
     "fedadagrad": partial(FedOpt, variant="adagrad"),
+    # Robust rules: they need every site's individual update.
+    "fedmedian": FedMedian,
+    "fedtrimmedmean": FedTrimmedMean,
+    "krum": partial(MultiKrum, keep=1),
+    "multikrum": MultiKrum,
 }
+
+# Strategies that must see each update on its own (refused together with secure aggregation).
+NEEDS_INDIVIDUAL_UPDATES = {"fedmedian", "fedtrimmedmean", "krum", "multikrum"}
 
 
 def build_strategy(name: str, options: dict[str, float | int | str | bool] | None = None) -> Strategy:
@@ -32,4 +43,11 @@ def build_strategy(name: str, options: dict[str, float | int | str | bool] | Non
         raise ValueError(f"strategy {key!r} does not accept options {options}: {error}") from error
 
 
-__all__ = ["EXTRA_SEPARATOR", "STRATEGIES", "Strategy", "TrainSettings", "build_strategy"]
+__all__ = [
+    "EXTRA_SEPARATOR",
+    "NEEDS_INDIVIDUAL_UPDATES",
+    "STRATEGIES",
+    "Strategy",
+    "TrainSettings",
+    "build_strategy",
+]
