@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fedflow.attacks import AttackConfig
+
 
 class LocalTrainConfig(BaseModel):
     """How each site trains the global model on its own rows in one round."""
@@ -81,6 +83,9 @@ class FederationConfig(BaseModel):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     checks: UpdateChecks = Field(default_factory=UpdateChecks)
 
+    attack: AttackConfig | None = Field(
+        default=None, description="Simulation only: sites that misbehave, for robustness experiments."
+    )
     personalization_steps: int = Field(
         default=0,
         ge=0,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fedflow.attacks import AttackConfig, flip_labels, poison_delta
 from fedflow.config import LocalTrainConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, train_local
@@ -146,12 +147,14 @@ def local_train_step(
     settings: TrainSettings | None = None,
     site_state: NamedArrays | None = None,
     class_weights: Sequence[float] | None = None,
+    attack: AttackConfig | None = None,
 ) -> LocalStepResult:
     """Train the global model on the site's rows; return the encoded delta and the site's state.
 
     `settings` come from the strategy: `proximal_mu` (FedProx) adds the proximal term,
     `scaffold` runs SCAFFOLD's corrected loop with the server control from the payload and the
-    site's own control from `site_state`; other keys override fields of `config`.
+    site's own control from `site_state`; other keys override fields of `config`. `attack`
+    (experiments only) makes this site misbehave as configured.
     """
     settings = dict(settings or {})
     task = get_task(spec.task)
@@ -171,6 +174,9 @@ def local_train_step(
         raise ValueError("SCAFFOLD asked for, but the payload has no server control")
     site_control = dict(site_state or {}) or {k: np.zeros_like(v) for k, v in server_control.items()}
     correction = {k: server_control[k] - site_control[k] for k in server_control} if scaffold else None
+    hostile = attack is not None and site in attack.sites
+    if hostile and attack is not None and attack.kind == "label_flip":
+        labels = flip_labels(labels, num_classes=max(task.output_dim(spec), 2))
     result = train_local(
         model,
         features,
@@ -184,6 +190,10 @@ def local_train_step(
     )
     end = get_weights(model)
     delta = subtract(end, start)
+    if hostile and attack is not None:
+        delta = poison_delta(
+            delta, kind=attack.kind, scale=attack.scale, seed=derive_seed(seed, "attack", round_number, site)
+        )
     sent = dict(delta)
     new_state: NamedArrays = dict(site_state or {})
     if scaffold:

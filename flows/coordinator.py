@@ -232,6 +232,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 local_config=config.local,
                 settings=settings,
                 class_weights=class_weights,
+                attack=config.attack,
                 **common,
             )
             for site in chosen

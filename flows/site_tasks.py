@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from domains import Domain, load_domain
+from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
 from fedflow.config import LocalTrainConfig
 from fedflow.errors import FedflowError
@@ -128,6 +129,7 @@ def train_site(
     seed: int,
     settings: TrainSettings | None = None,
     class_weights: list[float] | None = None,
+    attack: AttackConfig | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -147,6 +149,7 @@ def train_site(
         settings=settings,
         site_state=private,
         class_weights=class_weights,
+        attack=attack,
     )
     if result.site_state:
         save_site_state(state_root(), federation_id, site, round_number, result.site_state)

@@ -62,3 +62,61 @@ def test_update_checks_drop_oversized_and_large_norm_updates() -> None:
     with pytest.raises(PayloadError, match="norm 20, over the bound 5"):
         check_update(big, like, max_update_norm=5.0)
     assert check_update(big, like, max_update_norm=25.0).site == "x"
+
+
+def test_attacks_change_only_the_hostile_sites_update() -> None:
+    from fedflow.attacks import AttackConfig, flip_labels, poison_delta
+
+    delta = {"w": np.array([1.0, -2.0], np.float32)}
+    np.testing.assert_allclose(poison_delta(delta, kind="sign_flip", scale=3.0, seed=0)["w"], [-3.0, 6.0])
+    np.testing.assert_allclose(poison_delta(delta, kind="scaled", scale=10.0, seed=0)["w"], [10.0, -20.0])
+    noise = poison_delta(delta, kind="gaussian", scale=1.0, seed=4)["w"]
+    assert not np.allclose(noise, delta["w"]) and np.array_equal(
+        noise, poison_delta(delta, kind="gaussian", scale=1.0, seed=4)["w"]
+    )
+    assert flip_labels(np.array([0.0, 1.0], np.float32), num_classes=2).tolist() == [1.0, 0.0]
+    assert flip_labels(np.array([0, 1, 2]), num_classes=3).tolist() == [1, 2, 0]
+    assert AttackConfig(kind="gaussian", sites=["a"]).scale == 1.0
+
+
+def test_a_hostile_site_in_the_local_step(healthcare) -> None:  # type: ignore[no-untyped-def]
+    from fedflow.attacks import AttackConfig
+    from fedflow.config import LocalTrainConfig
+    from fedflow.params import decode, encode
+    from fedflow.rounds import initial_weights
+    from fedflow.site import LocalSite, local_train_step
+    from fedflow.tabular import fit_preprocessor
+
+    site = LocalSite.load(
+        name="cleveland",
+        spec=healthcare.spec,
+        path=healthcare.site_path("cleveland"),
+        holdout_fraction=0.25,
+        seed=0,
+    )
+    pre = fit_preprocessor(site.statistics(), healthcare.spec)
+    x, y = site.arrays(pre, "train")
+    weights = initial_weights(
+        healthcare.build_model, input_dim=x.shape[1], output_dim=1, options=healthcare.spec.model, seed=0
+    )
+    common = dict(
+        site="cleveland",
+        round_number=1,
+        spec=healthcare.spec,
+        factory=healthcare.build_model,
+        global_payload=encode(weights),
+        features=x,
+        labels=y,
+        config=LocalTrainConfig(),
+        seed=0,
+    )
+    honest = decode(local_train_step(**common).update.payload)  # type: ignore[arg-type]
+    bystander = decode(
+        local_train_step(**common, attack=AttackConfig(kind="sign_flip", sites=["other"])).update.payload
+    )  # type: ignore[arg-type]
+    hostile = decode(
+        local_train_step(**common, attack=AttackConfig(kind="sign_flip", sites=["cleveland"])).update.payload
+    )  # type: ignore[arg-type]
+    for name in honest:
+        np.testing.assert_array_equal(bystander[name], honest[name])
+        np.testing.assert_allclose(hostile[name], -honest[name])
