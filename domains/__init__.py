@@ -15,7 +15,8 @@ from types import ModuleType
 
 import torch
 
-from fedflow.domain import DomainSpec, load_domain_spec
+from domains.yaml_files import load_domain_spec
+from fedflow.domain import DomainSpec
 from fedflow.errors import DomainError
 from fedflow.expectations import Expectation
 
@@ -44,10 +45,9 @@ class Domain:
         return (self.root / self.spec.sites[site]).resolve()
 
     @property
-    def class_minimum(self) -> tuple[str, int] | None:
-        """(target column, minimum rows per class) when the domain's quality section asks for it."""
-        minimum = self.spec.quality.min_rows_per_class
-        return (self.spec.target.column, minimum) if minimum and self.spec.task != "regression" else None
+    def class_minimum(self) -> int:
+        """Minimum rows per class a site needs (0: no such check; regression never has one)."""
+        return self.spec.quality.min_rows_per_class if self.spec.task != "regression" else 0
 
     def is_simulated(self, site: str, overrides: dict[str, str] | None = None) -> bool:
         """True when the site's rows are cut from the partitioned table rather than read whole."""

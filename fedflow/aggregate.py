@@ -56,7 +56,11 @@ def trimmed_mean(arrays: Sequence[Mapping[str, np.ndarray]], *, trim: float) -> 
     """Element-wise mean after dropping the `trim` fraction of largest and of smallest values."""
     if not 0 <= trim < 0.5:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    # At least one value is cut at each end whenever trimming is asked for and possible: with
+    # four sites, floor(0.2 * 4) = 0 would silently average everything.
     cut = int(np.floor(trim * len(arrays)))
+    if trim > 0 and cut == 0 and len(arrays) >= 3:
+        cut = 1
     out: NamedArrays = {}
     for name in arrays[0]:
         ordered = np.sort(_stack(arrays, name), axis=0)

@@ -1,9 +1,10 @@
 """What a coordinator persists after every round so that a killed run can continue exactly.
 
 A checkpoint folder holds `state.json` (round, run ids, config, eligible sites, preprocessing,
-champion, metric history), `global.safetensors` (the global weights) and `strategy.safetensors`
-(the server state). Files are written to a temporary name and renamed, so a kill mid-write
-leaves the previous round's checkpoint intact.
+class weights, champion, metric history) and, per round r, `global-r.safetensors` (the global
+weights) and `strategy-r.safetensors` (the server state). The round's tensor files are written
+first and `state.json` (which names the round) last, each through a temporary name and a
+rename: a kill at any point leaves a state.json that names one complete, consistent round.
 """
 
 import os
@@ -17,8 +18,15 @@ from fedflow.params import NamedArrays, decode, encode
 from fedflow.tabular import Preprocessor
 
 STATE_FILE = "state.json"
-WEIGHTS_FILE = "global.safetensors"
-STRATEGY_FILE = "strategy.safetensors"
+_KEEP_ROUNDS = 2  # tensor files of older rounds are removed
+
+
+def _weights_file(round_number: int) -> str:
+    return f"global-{round_number}.safetensors"
+
+
+def _strategy_file(round_number: int) -> str:
+    return f"strategy-{round_number}.safetensors"
 
 
 class CheckpointError(FedflowError):
@@ -37,6 +45,7 @@ class RoundCheckpoint(BaseModel):
     eligible: list[str]
     excluded: dict[str, list[str]] = Field(default_factory=dict)
     preprocessor: Preprocessor
+    class_weights: list[float] | None = None
     champion: tuple[str, float] | None = None
     history: list[dict[str, float]] = Field(default_factory=list)
 
@@ -66,9 +75,12 @@ def save_checkpoint(checkpoint: RoundCheckpoint, weights: NamedArrays, strategy_
     """Persist a round; the state file is written last so it only ever names complete files."""
     folder = checkpoint_dir(checkpoint.federation_id)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / WEIGHTS_FILE, encode(weights))
-    _write_atomic(folder / STRATEGY_FILE, encode(strategy_state))
+    _write_atomic(folder / _weights_file(checkpoint.round), encode(weights))
+    _write_atomic(folder / _strategy_file(checkpoint.round), encode(strategy_state))
     _write_atomic(folder / STATE_FILE, checkpoint.model_dump_json(indent=1).encode())
+    stale = checkpoint.round - _KEEP_ROUNDS
+    for name in (_weights_file(stale), _strategy_file(stale)):
+        (folder / name).unlink(missing_ok=True)
     return folder
 
 
@@ -79,8 +91,8 @@ def load_checkpoint(federation_id: str) -> tuple[RoundCheckpoint, NamedArrays, N
         raise CheckpointError(f"no checkpoint for federation {federation_id!r} in {folder}")
     try:
         checkpoint = RoundCheckpoint.model_validate_json((folder / STATE_FILE).read_text())
-        weights = decode((folder / WEIGHTS_FILE).read_bytes())
-        strategy_state = decode((folder / STRATEGY_FILE).read_bytes())
+        weights = decode((folder / _weights_file(checkpoint.round)).read_bytes())
+        strategy_state = decode((folder / _strategy_file(checkpoint.round)).read_bytes())
     except (OSError, ValueError, FedflowError) as error:
         raise CheckpointError(
             f"checkpoint of {federation_id!r} in {folder} is unreadable: {error}"

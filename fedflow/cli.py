@@ -99,9 +99,22 @@ def run(
 
     if domain not in available_domains():
         raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
-    if sites is not None and not sites.is_file():
-        raise _fail(f"--sites: {sites} does not exist")
-    defaults = load_domain(domain).spec.federation.model_dump()
+    loaded = load_domain(domain)
+    if sites is not None:
+        from domains.yaml_files import load_site_mapping
+        from fedflow.errors import FedflowError
+
+        try:
+            unknown = sorted(set(load_site_mapping(sites)) - set(loaded.spec.site_names))
+        except FedflowError as error:
+            raise _fail(f"--sites: {error}") from error
+        if unknown:
+            # A misspelt site would silently fall back to the template's own data file.
+            raise _fail(
+                f"--sites: {sites} names sites {unknown} that {domain} does not have: "
+                f"{loaded.spec.site_names}"
+            )
+    defaults = loaded.spec.federation.model_dump()
     top = {
         "rounds": rounds,
         "seed": seed,
@@ -275,9 +288,16 @@ def validate(
     import flows  # noqa: F401  (no-telemetry defaults before GX loads)
     from validation import validate_frame
 
-    summary = validate_frame(
-        frame, loaded.expectations, site=site, suite_name=domain, min_rows_per_class=loaded.class_minimum
-    )
+    summary = validate_frame(frame, loaded.expectations, site=site, suite_name=domain)
+    if summary.success and loaded.class_minimum:
+        from fedflow.tasks import get_task
+        from validation import class_minimum_check, with_check
+
+        try:
+            labels = get_task(loaded.spec.task).labels(frame, loaded.spec)
+        except (ValueError, TypeError) as error:
+            raise _fail(f"{data}: the target column cannot be turned into labels: {error}", code=1) from error
+        summary = with_check(summary, class_minimum_check(labels, loaded.class_minimum))
     table = Table(title=f"{data.name} against the {domain} data contract ({summary.rows} rows)")
     for column in ("expectation", "column", "result", "detail"):
         table.add_column(column, overflow="fold")

@@ -44,6 +44,13 @@ class StrategyConfig(BaseModel):
             raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
         return key
 
+    @model_validator(mode="after")
+    def _options_fit(self) -> "StrategyConfig":
+        from fedflow.strategies import build_strategy
+
+        build_strategy(self.name, self.options)  # unknown options or bad values fail here, not mid-run
+        return self
+
 
 class UpdateChecks(BaseModel):
     """Checks the coordinator applies to every update before aggregating (a failing one is dropped)."""

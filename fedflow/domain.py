@@ -1,13 +1,10 @@
 """The typed form of a domain's config.yaml: sites, columns, target, task, model, defaults."""
 
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedflow.config import FederationConfig
-from fedflow.errors import DomainError
-from fedflow.yamlfile import read_yaml_mapping
 
 
 class NumericColumn(BaseModel):
@@ -155,12 +152,3 @@ class DomainSpec(BaseModel):
     def input_columns(self) -> list[str]:
         """Columns a site file must have: the features and the target."""
         return [*self.feature_columns, self.target.column]
-
-
-def load_domain_spec(config_path: Path) -> DomainSpec:
-    """Parse a domain's config.yaml, naming the file and the field on error."""
-    raw = read_yaml_mapping(config_path, what="domain config", error=DomainError)
-    try:
-        return DomainSpec.model_validate(raw)
-    except ValidationError as error:
-        raise DomainError(f"{config_path} is invalid:\n{error}") from error

@@ -60,6 +60,19 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
         )
     target = spec.target
     checks.append(Expectation("expect_column_values_to_not_be_null", {"column": target.column}))
+    if spec.task == "multiclass":
+        checks.append(
+            Expectation(
+                "expect_column_values_to_be_in_set", {"column": target.column, "value_set": target.classes}
+            )
+        )
+    elif spec.task == "regression" or target.positive_above is not None:
+        checks.append(
+            Expectation(
+                "expect_column_values_to_be_in_type_list",
+                {"column": target.column, "type_list": NUMERIC_DTYPES},
+            )
+        )
     if target.min is not None or target.max is not None:
         checks.append(
             Expectation(

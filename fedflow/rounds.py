@@ -32,13 +32,17 @@ def check_update(
     extras: Sequence[str] = (),
     max_payload_bytes: int | None = None,
     max_update_norm: float | None = None,
+    max_examples: int | None = None,
 ) -> DecodedUpdate:
     """Decode a site's update and check size, names, shapes, dtypes, finiteness, norm and count.
 
     `extras` are the tensor sets the strategy expects besides the delta (each like the weights).
     """
-    if update.num_examples <= 0:
-        raise PayloadError(f"site {update.site!r} reported {update.num_examples} examples")
+    if update.num_examples <= 0 or (max_examples is not None and update.num_examples > max_examples):
+        raise PayloadError(
+            f"site {update.site!r} reported {update.num_examples} examples; it declared {max_examples} "
+            "training rows before the run"
+        )
     if max_payload_bytes is not None and len(update.payload) > max_payload_bytes:
         raise PayloadError(
             f"site {update.site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"
@@ -80,7 +84,7 @@ def worst(values: dict[str, float], metric: str) -> tuple[str, float]:
     finite = {site: v for site, v in values.items() if not math.isnan(v)}
     if not finite:
         return "", math.nan
-    pick = min if metric in HIGHER_IS_BETTER else max
+    pick = min if metric.removeprefix("personalised/") in HIGHER_IS_BETTER else max
     site = pick(finite, key=lambda s: finite[s])
     return site, finite[site]
 

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,6 @@ from sklearn.model_selection import train_test_split
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
 from fedflow.partition import dirichlet_partition, iid_partition, natural_partition
-from fedflow.yamlfile import read_yaml_mapping
 
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -114,13 +112,3 @@ def split_site(frame: pd.DataFrame, labels: np.ndarray, *, holdout_fraction: flo
         train=frame.iloc[np.sort(train_idx)].reset_index(drop=True),
         holdout=frame.iloc[np.sort(holdout_idx)].reset_index(drop=True),
     )
-
-
-def load_site_mapping(path: Path) -> dict[str, str]:
-    """Read a `site: data file` YAML mapping; relative files are taken from the YAML's folder."""
-    raw: Any = read_yaml_mapping(path, what="the sites file", error=SiteDataError)
-    if "sites" in raw and isinstance(raw["sites"], dict):
-        raw = raw["sites"]
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise SiteDataError(f"the sites file {path} must map each site name to a data file path")
-    return {str(site): str((path.parent / file).resolve()) for site, file in raw.items()}

@@ -106,7 +106,13 @@ def federated_training(
                 f"federation {federation_id!r} already completed its {checkpoint.round} rounds "
                 f"(MLflow run {checkpoint.mlflow_run_id}); choose another run name"
             )
-        config = FederationConfig.model_validate(checkpoint.config)
+        saved = FederationConfig.model_validate(checkpoint.config)
+        if federation is not None and federation != saved:
+            logger.warning(
+                "federation %s is resumed with the config it started with; the options given now are ignored",
+                federation_id,
+            )
+        config = saved
         sites_file = sites_file or checkpoint.sites_file
         resumed = Resumed(checkpoint=checkpoint, weights=weights, strategy_state=strategy_state)
         logger.warning("resuming federation %s after round %d", federation_id, checkpoint.round)
@@ -122,7 +128,9 @@ def federated_training(
     try:
         return _run(loaded, config, federation_id, sites_file, tracker, logger, resumed)
     except BaseException as error:
-        tracker.finish(failure=f"{type(error).__name__}: {error}")
+        # Our own errors say what went wrong without data; others may quote values, so only their type.
+        reason = str(error) if isinstance(error, FedflowError) else "see the Prefect log of this run"
+        tracker.finish(failure=f"{type(error).__name__}: {reason}")
         raise
 
 
@@ -172,6 +180,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
     task = get_task(spec.task)
     shared = {p.summary.site: p.statistics for p in preparations if p.statistics is not None}
     totals = merge_statistics(shared.values())
+    train_rows = {site: stats.rows for site, stats in shared.items()}
     preprocessor = fit_preprocessor(totals, spec)
     tracker.log_json(preprocessor.model_dump(), "preprocessing/preprocessor.json")
     tracker.log_sites_table(_sites_table(shared, spec))
@@ -211,6 +220,11 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         "holdout_fraction": config.holdout_fraction,
         "seed": config.seed,
     }
+    if resumed is not None:
+        # The run continues with what it agreed on at the start, not with a refit.
+        preprocessor = resumed.checkpoint.preprocessor
+        class_weights = resumed.checkpoint.class_weights
+        common["preprocessor"] = preprocessor
 
     for round_number in range(first_round, config.rounds + 1):
         started = time.perf_counter()
@@ -251,12 +265,14 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                         extras=strategy.site_extras,
                         max_payload_bytes=config.checks.max_payload_bytes,
                         max_update_norm=config.checks.max_update_norm,
+                        max_examples=train_rows.get(site),
                     )
                 )
             except FedflowError as error:
-                dropped[site] = str(error)
+                dropped[site] = str(error)  # our own messages: counts and names, no data
             except Exception as error:  # a crashed site must not end the round for the others
-                dropped[site] = f"{type(error).__name__}: {error}"
+                # The text may quote the site's data; it stays in the site's task log.
+                dropped[site] = f"the site's step failed ({type(error).__name__}); see its own log"
         for site, reason in dropped.items():
             logger.warning("round %d: update of site %s dropped: %s", round_number, site, reason)
         if len(accepted) < config.min_sites:
@@ -285,7 +301,9 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             try:
                 per_site[site] = future.result()
             except Exception as error:
-                logger.warning("round %d: evaluation at site %s failed: %s", round_number, site, error)
+                logger.warning(
+                    "round %d: evaluation at site %s failed (%s)", round_number, site, type(error).__name__
+                )
         names = [
             *task.metric_names,
             *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),
@@ -317,7 +335,10 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             output_dim=output_dim,
         )
         tracker.offer_champion(
-            version, metrics.mean.get(champion_metric, math.nan), higher_is_better=higher_is_better
+            version,
+            metrics.mean.get(champion_metric, math.nan),
+            metric=champion_metric,
+            higher_is_better=higher_is_better,
         )
         logged["time/round_seconds"] = time.perf_counter() - started
         tracker.log_metrics(logged, step=round_number)
@@ -333,6 +354,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 eligible=eligible,
                 excluded=excluded,
                 preprocessor=preprocessor,
+                class_weights=class_weights,
                 champion=tracker.champion,
                 history=history,
             ),

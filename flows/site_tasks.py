@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from domains import Domain, load_domain
+from domains.yaml_files import load_site_mapping
 from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
 from fedflow.config import LocalTrainConfig
@@ -21,11 +22,11 @@ from fedflow.errors import FedflowError
 from fedflow.seeding import derive_seed
 from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
 from fedflow.site_state import load_site_state, save_site_state
-from fedflow.sitedata import load_site_mapping
 from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
+from fedflow.tasks import get_task
 from fedflow.update import SiteUpdate
-from validation import ValidationSummary, failure_summary, validate_frame
+from validation import ValidationSummary, class_minimum_check, failure_summary, validate_frame, with_check
 
 
 class SitePreparation(BaseModel):
@@ -81,21 +82,29 @@ def prepare_site(
         # The full message, path included, stays in the site's own log; the coordinator gets it scrubbed.
         get_run_logger().error("site %s cannot use its data: %s", site, error)
         return SitePreparation(summary=failure_summary(site, _scrub(str(error), path)))
-    summary = validate_frame(
-        frame,
-        domain.expectations,
-        site=site,
-        suite_name=domain_name,
-        min_rows_per_class=domain.class_minimum,
-    )
+    summary = validate_frame(frame, domain.expectations, site=site, suite_name=domain_name)
     if not summary.success:
         return SitePreparation(summary=summary)
-    local = LocalSite.from_frame(
-        name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
-    )
+    try:
+        labels = get_task(domain.spec.task).labels(frame, domain.spec)
+        local = LocalSite.from_frame(
+            name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
+        )
+        statistics = local.statistics()
+    except (ValueError, TypeError, KeyError) as error:
+        # The message may quote values: full text in the site's log, only the kind leaves the site.
+        get_run_logger().error("site %s: its data passed the checks but cannot be used: %s", site, error)
+        reason = (
+            f"site {site!r}: target or features could not be turned into numbers ({type(error).__name__})"
+        )
+        return SitePreparation(summary=failure_summary(site, reason).model_copy(update={"rows": len(frame)}))
+    if domain.class_minimum:
+        summary = with_check(summary, class_minimum_check(labels, domain.class_minimum))
+        if not summary.success:
+            return SitePreparation(summary=summary)
     with _STATE.lock:
         _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
-    return SitePreparation(summary=summary, statistics=local.statistics())
+    return SitePreparation(summary=summary, statistics=statistics)
 
 
 def _site_arrays(

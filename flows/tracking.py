@@ -213,10 +213,18 @@ class FederationTracker:
             pip_requirements=_REQUIREMENTS,
         )
 
-    def offer_champion(self, version: str, value: float, *, higher_is_better: bool = True) -> bool:
-        """Move the `champion` alias to `version` if its value beats the best so far in this run."""
+    def offer_champion(
+        self, version: str, value: float, *, metric: str, higher_is_better: bool = True
+    ) -> bool:
+        """Move the domain's `champion` alias to `version` if it beats the current champion.
+
+        The champion is the best version of the domain on `metric`, across runs: a new run takes
+        the alias only with a better hold-out value than the version that holds it.
+        """
         if math.isnan(value):
             return False
+        if self.champion is None:
+            self.champion = self._current_champion(metric)
         better = (
             self.champion is None
             or (higher_is_better and value > self.champion[1])
@@ -225,7 +233,19 @@ class FederationTracker:
         if better:
             self.champion = (version, value)
             self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+            self.client.set_model_version_tag(self.model_name, version, "champion_metric", metric)
+            self.client.set_model_version_tag(self.model_name, version, "champion_value", repr(value))
         return better
+
+    def _current_champion(self, metric: str) -> tuple[str, float] | None:
+        """The version holding the alias and its value, if it was ranked on the same metric."""
+        try:
+            holder = self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return None
+        if holder.tags.get("champion_metric") != metric or "champion_value" not in holder.tags:
+            return None
+        return str(holder.version), float(holder.tags["champion_value"])
 
     def finish(self, *, failure: str | None = None) -> None:
         """End the run: FINISHED, or FAILED with the reason as a tag."""

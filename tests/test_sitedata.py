@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from domains import Domain
+from domains.yaml_files import load_site_mapping
 from fedflow.errors import SiteDataError
-from fedflow.sitedata import load_site_mapping, read_site_frame, split_site
+from fedflow.sitedata import read_site_frame, split_site
 from fedflow.tasks import get_task
 
 

@@ -1,6 +1,14 @@
 """Great Expectations 1.x suites built from a domain, and privacy-safe validation summaries."""
 
 from validation.summary import CheckResult, ValidationSummary
-from validation.validate import build_suite, failure_summary, validate_frame
+from validation.validate import build_suite, class_minimum_check, failure_summary, validate_frame, with_check
 
-__all__ = ["CheckResult", "ValidationSummary", "build_suite", "failure_summary", "validate_frame"]
+__all__ = [
+    "CheckResult",
+    "ValidationSummary",
+    "build_suite",
+    "class_minimum_check",
+    "failure_summary",
+    "validate_frame",
+    "with_check",
+]

@@ -14,6 +14,12 @@ TrainSettings = dict[str, float | int | str | bool]
 EXTRA_SEPARATOR = "::"
 
 
+def check_weighting(weighting: str) -> None:
+    """Refuse an unknown weighting when the strategy is built (at config parsing)."""
+    if weighting not in ("examples", "uniform"):
+        raise ValueError(f"weighting must be 'examples' or 'uniform', got {weighting!r}")
+
+
 @runtime_checkable
 class Strategy(Protocol):
     """Turns the global model and the sites' decoded updates into the next global model."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays, add
-from fedflow.strategies.base import TrainSettings
+from fedflow.strategies.base import TrainSettings, check_weighting
 from fedflow.update import DecodedUpdate
 
 
@@ -22,6 +22,7 @@ class FedAvg:
     site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, weighting: str = "examples") -> None:
+        check_weighting(weighting)
         self.weighting = weighting
 
     def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:

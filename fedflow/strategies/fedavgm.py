@@ -10,7 +10,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import TrainSettings
+from fedflow.strategies.base import TrainSettings, check_weighting
 from fedflow.update import DecodedUpdate
 
 
@@ -24,6 +24,7 @@ class FedAvgM:
     def __init__(self, *, server_lr: float = 1.0, momentum: float = 0.9, weighting: str = "examples") -> None:
         self.server_lr = server_lr
         self.momentum = momentum
+        check_weighting(weighting)
         self.weighting = weighting
         self.velocity: NamedArrays = {}
 

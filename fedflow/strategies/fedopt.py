@@ -13,7 +13,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import TrainSettings
+from fedflow.strategies.base import TrainSettings, check_weighting
 from fedflow.update import DecodedUpdate
 
 VARIANTS = ("adam", "yogi", "adagrad")
@@ -53,6 +53,7 @@ class FedOpt:
         self.beta1 = beta1
         self.beta2 = beta2
         self.tau = tau
+        check_weighting(weighting)
         self.weighting = weighting
         self.m: NamedArrays = {}
         self.v: NamedArrays = {}

@@ -3,7 +3,7 @@ Adversaries: Byzantine Tolerant Gradient Descent", NeurIPS 2017.
 
 Each delta is scored by the summed squared distance to its n - f - 2 nearest neighbours; Krum
 takes the best-scored delta, Multi-Krum averages the m best. Tolerates f hostile sites when
-n > 2f + 2. Needs the individual updates (no secure aggregation).
+n > 2f + 2 (the score itself needs n > f + 2). Needs the individual updates (no secure aggregation).
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,6 +23,8 @@ class MultiKrum:
     site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, byzantine: int = 1, keep: int = 0) -> None:
+        if byzantine < 0 or keep < 0:
+            raise ValueError(f"byzantine and keep must be non-negative, got {byzantine} and {keep}")
         self.byzantine = byzantine
         self.keep = keep  # 0: n - f (Multi-Krum's usual choice)
         self.name = "krum" if keep == 1 else "multikrum"

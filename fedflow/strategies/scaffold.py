@@ -14,7 +14,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta, mean_extra
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
+from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings, check_weighting
 from fedflow.update import DecodedUpdate
 
 SERVER_CONTROL = "scaffold_c"
@@ -52,6 +52,7 @@ class Scaffold:
 
     def __init__(self, *, server_lr: float = 1.0, weighting: str = "uniform") -> None:
         self.server_lr = server_lr
+        check_weighting(weighting)
         self.weighting = weighting
         self.control: NamedArrays = {}
         self.num_sites = 0

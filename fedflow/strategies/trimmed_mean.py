@@ -23,6 +23,8 @@ class FedTrimmedMean:
     site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, trim: float = 0.2) -> None:
+        if not 0 <= trim < 0.5:
+            raise ValueError(f"trim must be in [0, 0.5), got {trim}")
         self.trim = trim
 
     def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
