@@ -410,6 +410,57 @@ def domains_show(name: Annotated[str, typer.Argument(help="Domain to describe.")
     console.print(checks)
 
 
+keys_app = typer.Typer(help="Site signing keys (Ed25519) for authenticated updates.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    site: Annotated[str, typer.Argument(help="The site the key belongs to.")],
+    folder: Annotated[
+        Path | None, typer.Option("--dir", help="Key folder (default FEDFLOW_KEYS_DIR or .fedflow/keys).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing key of this site.")] = False,
+) -> None:
+    """Create a site's key pair: keep `<site>.key` at the site, give `<site>.pub` to the coordinator."""
+    from fedflow.signing import create_site_keys, keys_root
+
+    try:
+        private, public = create_site_keys(folder or keys_root(), site, overwrite=overwrite)
+    except FileExistsError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"private key: {private} (stays at site {site}; mode 600)\n"
+        f"public key:  {public} (copy to the coordinator)\n"
+        "Require signatures with `authentication: {required: true}` in the federation config."
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    folder: Annotated[Path | None, typer.Option("--dir", help="Key folder.")] = None,
+) -> None:
+    """List the sites that have keys in a folder (never prints the keys)."""
+    from fedflow.signing import keys_root
+
+    root = folder or keys_root()
+    table = Table(title=f"keys in {root}")
+    for column in ("site", "private key here", "public key here"):
+        table.add_column(column)
+    sites = (
+        sorted({p.stem for p in root.glob("*.key")} | {p.stem for p in root.glob("*.pub")})
+        if root.is_dir()
+        else []
+    )
+    for site in sites:
+        table.add_row(
+            site,
+            "yes" if (root / f"{site}.key").exists() else "no",
+            "yes" if (root / f"{site}.pub").exists() else "no",
+        )
+    console.print(table)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,

@@ -65,6 +65,19 @@ class UpdateChecks(BaseModel):
     )
 
 
+class AuthConfig(BaseModel):
+    """Whether updates must be signed by their site's Ed25519 key (see `fedflow keys`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    required: bool = Field(default=False, description="Drop every update without a valid signature.")
+    keys_dir: str | None = Field(
+        default=None,
+        description="Folder of `<site>.pub` (coordinator) and `<site>.key` (site); "
+        "default FEDFLOW_KEYS_DIR or ./.fedflow/keys.",
+    )
+
+
 class FederationConfig(BaseModel):
     """Everything that decides what a federation run computes (logged as MLflow params)."""
 
@@ -89,6 +102,7 @@ class FederationConfig(BaseModel):
     local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     checks: UpdateChecks = Field(default_factory=UpdateChecks)
+    authentication: AuthConfig = Field(default_factory=AuthConfig)
 
     attack: AttackConfig | None = Field(
         default=None, description="Simulation only: sites that misbehave, for robustness experiments."

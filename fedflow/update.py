@@ -14,6 +14,7 @@ class SiteUpdate:
     num_examples: int
     payload: bytes
     metrics: dict[str, float] = field(default_factory=dict)
+    signature: bytes = b""
 
 
 @dataclass(frozen=True)

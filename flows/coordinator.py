@@ -4,6 +4,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,7 @@ from fedflow.params import NamedArrays, encode
 from fedflow.rounds import check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
+from fedflow.signing import keys_root, load_public_key, verify_update
 from fedflow.site import join_payload, split_payload
 from fedflow.sitedata import missing_codes
 from fedflow.strategies import build_strategy
@@ -220,6 +222,10 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         "holdout_fraction": config.holdout_fraction,
         "seed": config.seed,
     }
+    keys = Path(config.authentication.keys_dir) if config.authentication.keys_dir else keys_root()
+    public_keys = (
+        {site: load_public_key(keys, site) for site in eligible} if config.authentication.required else {}
+    )
     if resumed is not None:
         # The run continues with what it agreed on at the start, not with a refit.
         preprocessor = resumed.checkpoint.preprocessor
@@ -247,6 +253,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 settings=settings,
                 class_weights=class_weights,
                 attack=config.attack,
+                keys_dir=config.authentication.keys_dir,
                 **common,
             )
             for site in chosen
@@ -258,6 +265,15 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             try:
                 update: SiteUpdate = future.result()
                 bytes_received += len(update.payload)
+                if config.authentication.required:
+                    verify_update(
+                        public_keys.get(site),
+                        update.signature,
+                        federation_id=federation_id,
+                        round_number=round_number,
+                        site=site,
+                        payload=update.payload,
+                    )
                 accepted.append(
                     check_update(
                         update,

@@ -4,6 +4,7 @@ In simulation every site is a task in the coordinator's process, reading only it
 the rows stay in a per-site cache that the coordinator never reads.
 """
 
+import dataclasses
 import functools
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from fedflow.checkpoint import state_root
 from fedflow.config import LocalTrainConfig
 from fedflow.errors import FedflowError
 from fedflow.seeding import derive_seed
+from fedflow.signing import keys_root, load_private_key, sign_update
 from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
 from fedflow.site_state import load_site_state, save_site_state
 from fedflow.strategies import TrainSettings
@@ -139,6 +141,7 @@ def train_site(
     settings: TrainSettings | None = None,
     class_weights: list[float] | None = None,
     attack: AttackConfig | None = None,
+    keys_dir: str | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -162,7 +165,13 @@ def train_site(
     )
     if result.site_state:
         save_site_state(state_root(), federation_id, site, round_number, result.site_state)
-    return result.update
+    key = load_private_key(Path(keys_dir) if keys_dir else keys_root(), site)
+    if key is None:
+        return result.update
+    signature = sign_update(
+        key, federation_id=federation_id, round_number=round_number, site=site, payload=result.update.payload
+    )
+    return dataclasses.replace(result.update, signature=signature)
 
 
 @task(name="site-evaluate", cache_policy=NO_CACHE, task_run_name="evaluate-{site}-round-{round_number}")
