@@ -91,6 +91,16 @@ def run(
     sites: Annotated[
         Path | None, typer.Option(help="YAML mapping site -> data file, replacing the domain's.")
     ] = None,
+    dp: Annotated[
+        str | None, typer.Option(help="Client-level DP: central or distributed (default off).")
+    ] = None,
+    clip_norm: Annotated[float | None, typer.Option(help="DP: L2 bound C of each site's delta.")] = None,
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="DP: noise sd on the sum is sigma * C.")
+    ] = None,
+    target_epsilon: Annotated[
+        float | None, typer.Option(help="DP: end the run before exceeding this.")
+    ] = None,
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
@@ -131,6 +141,13 @@ def run(
     }
     defaults.update({k: v for k, v in top.items() if v is not None})
     defaults["local"].update({k: v for k, v in local.items() if v is not None})
+    privacy = {
+        "mode": dp,
+        "clip_norm": clip_norm,
+        "noise_multiplier": noise_multiplier,
+        "target_epsilon": target_epsilon,
+    }
+    defaults["privacy"].update({k: v for k, v in privacy.items() if v is not None})
     if strategy is not None:
         defaults["strategy"] = {"name": strategy, "options": _parse_options(strategy_option)}
     elif strategy_option:
@@ -183,7 +200,10 @@ def _run_federation(
     def on_round(event: RoundEvent) -> None:
         value = event.metrics.get(event.champion_metric, math.nan)
         dropped = f", dropped {','.join(event.dropped)}" if event.dropped else ""
-        progress.update(bar, completed=event.round, status=f"{event.champion_metric} {_fmt(value)}{dropped}")
+        spent = f", ε {event.epsilon:.2f}" if event.epsilon is not None else ""
+        progress.update(
+            bar, completed=event.round, status=f"{event.champion_metric} {_fmt(value)}{spent}{dropped}"
+        )
 
     unsubscribe = subscribe(on_round)
     try:
@@ -223,6 +243,11 @@ def _print_summary(result: Any) -> None:
             _fmt(result.final_metrics[key]),
         )
         console.print(tuned)
+    if result.epsilon is not None:
+        console.print(
+            f"privacy: ε = {result.epsilon:.3f} spent over {result.rounds_completed} rounds "
+            "(client-level DP, Rényi accountant)"
+        )
     for site, reasons in result.excluded_sites.items():
         console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")
     console.print(

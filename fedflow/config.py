@@ -78,6 +78,27 @@ class AuthConfig(BaseModel):
     )
 
 
+class PrivacyConfig(BaseModel):
+    """Client-level differential privacy (DP-FedAvg): clip every site's delta, add Gaussian noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["off", "central", "distributed"] = Field(
+        default="off",
+        description="central: the coordinator adds the noise; distributed: each site adds its share.",
+    )
+    clip_norm: float = Field(default=1.0, gt=0, description="C: the L2 bound of every site's delta.")
+    noise_multiplier: float = Field(default=1.0, gt=0, description="sigma: noise sd on the sum is sigma * C.")
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="The delta of (epsilon, delta).")
+    target_epsilon: float | None = Field(
+        default=None, gt=0, description="End the run cleanly before a round would spend more than this."
+    )
+
+
+# Strategies whose server step only post-processes the (noisy) mean of the clipped deltas.
+DP_COMPATIBLE_STRATEGIES = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad"}
+
+
 class FederationConfig(BaseModel):
     """Everything that decides what a federation run computes (logged as MLflow params)."""
 
@@ -103,6 +124,7 @@ class FederationConfig(BaseModel):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     checks: UpdateChecks = Field(default_factory=UpdateChecks)
     authentication: AuthConfig = Field(default_factory=AuthConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     attack: AttackConfig | None = Field(
         default=None, description="Simulation only: sites that misbehave, for robustness experiments."
@@ -113,6 +135,20 @@ class FederationConfig(BaseModel):
         description="If > 0, each site also fine-tunes the global model this many local steps "
         "and reports `personalised/...` metrics on its hold-out.",
     )
+
+    @model_validator(mode="after")
+    def _privacy_fits_strategy(self) -> "FederationConfig":
+        if self.privacy.mode != "off" and self.strategy.name not in DP_COMPATIBLE_STRATEGIES:
+            why = (
+                "its control variates would leave the sites without clipping or noise"
+                if self.strategy.name == "scaffold"
+                else "its rule looks at individual updates; noise calibrated for the mean does not bound it"
+            )
+            raise ValueError(
+                f"differential privacy cannot be combined with strategy {self.strategy.name!r}: {why}; "
+                f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _scaffold_needs_sgd(self) -> "FederationConfig":

@@ -14,10 +14,11 @@ import pandas as pd
 import torch
 
 from fedflow.attacks import AttackConfig, flip_labels, poison_delta
-from fedflow.config import LocalTrainConfig
+from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, train_local
 from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
+from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
 from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
@@ -148,13 +149,16 @@ def local_train_step(
     site_state: NamedArrays | None = None,
     class_weights: Sequence[float] | None = None,
     attack: AttackConfig | None = None,
+    privacy: PrivacyConfig | None = None,
+    sites_in_round: int = 1,
 ) -> LocalStepResult:
     """Train the global model on the site's rows; return the encoded delta and the site's state.
 
     `settings` come from the strategy: `proximal_mu` (FedProx) adds the proximal term,
     `scaffold` runs SCAFFOLD's corrected loop with the server control from the payload and the
     site's own control from `site_state`; other keys override fields of `config`. `attack`
-    (experiments only) makes this site misbehave as configured.
+    (experiments only) makes this site misbehave as configured. With `privacy`, the delta is
+    clipped to its norm bound and, in distributed mode, gets this site's share of the noise.
     """
     settings = dict(settings or {})
     task = get_task(spec.task)
@@ -194,6 +198,15 @@ def local_train_step(
         delta = poison_delta(
             delta, kind=attack.kind, scale=attack.scale, seed=derive_seed(seed, "attack", round_number, site)
         )
+    if privacy is not None and privacy.mode != "off":
+        delta = clip_delta(delta, privacy.clip_norm)
+        if privacy.mode == "distributed":
+            std = per_update_noise_std(
+                clip_norm=privacy.clip_norm,
+                noise_multiplier=privacy.noise_multiplier,
+                sites_in_round=sites_in_round,
+            )
+            delta = add_gaussian_noise(delta, std=std, seed=derive_seed(seed, "dp", round_number, site))
     sent = dict(delta)
     new_state: NamedArrays = dict(site_state or {})
     if scaffold:

@@ -1,5 +1,6 @@
 """The coordinator: a Prefect flow that runs a whole federation, round by round."""
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError
 from fedflow.local import balanced_class_weights
 from fedflow.params import NamedArrays, encode
+from fedflow.privacy.accountant import PrivacyAccountant
+from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.rounds import check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
@@ -73,6 +76,7 @@ class FederationResult(BaseModel):
     registered_model: str
     champion_version: str | None = None
     champion_metric: str = ""
+    epsilon: float | None = Field(default=None, description="Privacy spent, when differential privacy is on.")
     final_metrics: dict[str, float] = Field(default_factory=dict)
     per_site: dict[str, dict[str, float]] = Field(default_factory=dict)
     excluded_sites: dict[str, list[str]] = Field(default_factory=dict)
@@ -134,6 +138,24 @@ def federated_training(
         reason = str(error) if isinstance(error, FedflowError) else "see the Prefect log of this run"
         tracker.finish(failure=f"{type(error).__name__}: {reason}")
         raise
+
+
+def _privatise(
+    update: DecodedUpdate, config: FederationConfig, round_number: int, sites: int
+) -> DecodedUpdate:
+    """DP-FedAvg at the coordinator: enforce the clip, add the central noise, weigh sites equally."""
+    privacy = config.privacy
+    delta = update.delta
+    if privacy.mode == "central":
+        delta = clip_delta(delta, privacy.clip_norm)  # a site that did not clip gains nothing
+        std = per_update_noise_std(
+            clip_norm=privacy.clip_norm, noise_multiplier=privacy.noise_multiplier, sites_in_round=sites
+        )
+        delta = add_gaussian_noise(
+            delta, std=std, seed=derive_seed(config.seed, "dp-central", round_number, update.site)
+        )
+    # Equal weights: with example weighting a large site's clipped delta would count for more than C/m.
+    return dataclasses.replace(update, delta=delta, num_examples=1)
 
 
 @dataclass(frozen=True)
@@ -222,6 +244,11 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         "holdout_fraction": config.holdout_fraction,
         "seed": config.seed,
     }
+    private = config.privacy.mode != "off"
+    accountant = PrivacyAccountant(
+        delta=config.privacy.delta, history=resumed.checkpoint.privacy_history if resumed else None
+    )
+    epsilon = accountant.epsilon
     keys = Path(config.authentication.keys_dir) if config.authentication.keys_dir else keys_root()
     public_keys = (
         {site: load_public_key(keys, site) for site in eligible} if config.authentication.required else {}
@@ -232,6 +259,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         class_weights = resumed.checkpoint.class_weights
         common["preprocessor"] = preprocessor
 
+    completed = first_round - 1
     for round_number in range(first_round, config.rounds + 1):
         started = time.perf_counter()
         chosen = sample_sites(
@@ -240,6 +268,23 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             minimum=config.min_sites_per_round,
             seed=derive_seed(config.seed, "sample", round_number),
         )
+        sample_rate = len(chosen) / len(eligible)
+        if private and config.privacy.target_epsilon is not None:
+            next_epsilon = accountant.epsilon_if(
+                noise_multiplier=config.privacy.noise_multiplier, sample_rate=sample_rate
+            )
+            if next_epsilon > config.privacy.target_epsilon:
+                logger.warning(
+                    "privacy budget: round %d would spend epsilon %.3f > target %.3f; stopping after %d",
+                    round_number,
+                    next_epsilon,
+                    config.privacy.target_epsilon,
+                    round_number - 1,
+                )
+                tracker.set_tags(
+                    {"fedflow.stopped": f"privacy budget reached after round {round_number - 1}"}
+                )
+                break
         global_payload = encode(join_payload(global_weights, split_payload(strategy.broadcast())[1]))
         settings = strategy.configure_train(round_number)
         train_futures = {
@@ -254,6 +299,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 class_weights=class_weights,
                 attack=config.attack,
                 keys_dir=config.authentication.keys_dir,
+                privacy=config.privacy,
+                sites_in_round=len(chosen),
                 **common,
             )
             for site in chosen
@@ -296,6 +343,11 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 f"round {round_number}: only {len(accepted)} valid update(s) but min_sites is "
                 f"{config.min_sites}; dropped: {dropped}"
             )
+        if private:
+            accepted = [_privatise(u, config, round_number, len(chosen)) for u in accepted]
+            epsilon = accountant.record(
+                noise_multiplier=config.privacy.noise_multiplier, sample_rate=sample_rate
+            )
         global_weights = strategy.aggregate(round_number, global_weights, accepted)
 
         # 3. Federated evaluation: every eligible site scores the new global model on its hold-out.
@@ -337,6 +389,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             "sites/participants": float(len(accepted)),
             "sites/dropped": float(len(dropped)),
         }
+        if private:
+            logged["privacy/epsilon"] = epsilon
 
         version = tracker.register_round(
             round_number=round_number,
@@ -359,6 +413,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         logged["time/round_seconds"] = time.perf_counter() - started
         tracker.log_metrics(logged, step=round_number)
         history.append(logged)
+        completed = round_number
         save_checkpoint(
             RoundCheckpoint(
                 federation_id=federation_id,
@@ -372,6 +427,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 preprocessor=preprocessor,
                 class_weights=class_weights,
                 champion=tracker.champion,
+                privacy_history=accountant.history,
                 history=history,
             ),
             global_weights,
@@ -403,6 +459,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         publish(
             RoundEvent(
                 champion_metric=champion_metric,
+                epsilon=epsilon if private else None,
                 round=round_number,
                 rounds=config.rounds,
                 metrics=last_metrics,
@@ -417,7 +474,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
     return FederationResult(
         federation_id=federation_id,
         domain=domain,
-        rounds_completed=config.rounds,
+        rounds_completed=completed,
+        epsilon=epsilon if private else None,
         mlflow_run_id=tracker.run_id,
         mlflow_experiment_id=tracker.experiment_id,
         tracking_uri=tracking_uri(),

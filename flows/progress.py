@@ -11,6 +11,7 @@ class RoundEvent:
     round: int
     rounds: int
     champion_metric: str = ""
+    epsilon: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     participants: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)

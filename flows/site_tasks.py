@@ -18,7 +18,7 @@ from domains import Domain, load_domain
 from domains.yaml_files import load_site_mapping
 from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
-from fedflow.config import LocalTrainConfig
+from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_private_key, sign_update
@@ -142,6 +142,8 @@ def train_site(
     class_weights: list[float] | None = None,
     attack: AttackConfig | None = None,
     keys_dir: str | None = None,
+    privacy: PrivacyConfig | None = None,
+    sites_in_round: int = 1,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -162,6 +164,8 @@ def train_site(
         site_state=private,
         class_weights=class_weights,
         attack=attack,
+        privacy=privacy,
+        sites_in_round=sites_in_round,
     )
     if result.site_state:
         save_site_state(state_root(), federation_id, site, round_number, result.site_state)

@@ -1,0 +1,1 @@
+"""Differential privacy steps of the update path and their accounting."""
