@@ -129,6 +129,11 @@ class FederationConfig(BaseModel):
     attack: AttackConfig | None = Field(
         default=None, description="Simulation only: sites that misbehave, for robustness experiments."
     )
+    audit: bool = Field(
+        default=True,
+        description="After training, each site runs membership-inference attacks on the final model "
+        "(its training rows against its hold-out) and reports the attack AUC and TPR at 1 % FPR.",
+    )
     personalization_steps: int = Field(
         default=0,
         ge=0,

@@ -16,8 +16,9 @@ import torch
 from fedflow.attacks import AttackConfig, flip_labels, poison_delta
 from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
-from fedflow.local import evaluate_local, train_local
+from fedflow.local import evaluate_local, predict, train_local
 from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
+from fedflow.privacy.audit import membership_audit
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
@@ -229,6 +230,35 @@ def local_train_step(
         metrics={"train_loss": result.loss},
     )
     return LocalStepResult(update=update, site_state=new_state)
+
+
+def local_audit_step(
+    *,
+    spec: DomainSpec,
+    factory: ModelFactory,
+    final_payload: bytes,
+    reference_payload: bytes,
+    train: tuple[np.ndarray, np.ndarray],
+    holdout: tuple[np.ndarray, np.ndarray],
+) -> dict[str, float]:
+    """Membership-inference audit of the final model on the site's own rows; only scores leave."""
+    task = get_task(spec.task)
+    losses = {}
+    for name, payload in (("final", final_payload), ("reference", reference_payload)):
+        model, _ = build_global_model(
+            factory,
+            input_dim=train[0].shape[1],
+            output_dim=task.output_dim(spec),
+            options=spec.model,
+            weights_payload=payload,
+        )
+        losses[name] = [task.example_losses(y, predict(model, x, task)) for x, y in (train, holdout)]
+    return membership_audit(
+        member_losses=losses["final"][0],
+        nonmember_losses=losses["final"][1],
+        member_reference_losses=losses["reference"][0],
+        nonmember_reference_losses=losses["reference"][1],
+    )
 
 
 def local_evaluate_step(

@@ -41,7 +41,7 @@ from fedflow.update import DecodedUpdate, SiteUpdate
 from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
-from flows.site_tasks import evaluate_site, prepare_site, train_site
+from flows.site_tasks import audit_site, evaluate_site, prepare_site, train_site
 from flows.tracking import FederationTracker, registered_model_name, tracking_uri
 
 
@@ -77,6 +77,9 @@ class FederationResult(BaseModel):
     champion_version: str | None = None
     champion_metric: str = ""
     epsilon: float | None = Field(default=None, description="Privacy spent, when differential privacy is on.")
+    audit: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Membership-inference attack scores per site."
+    )
     final_metrics: dict[str, float] = Field(default_factory=dict)
     per_site: dict[str, dict[str, float]] = Field(default_factory=dict)
     excluded_sites: dict[str, list[str]] = Field(default_factory=dict)
@@ -158,6 +161,25 @@ def _privatise(
     return dataclasses.replace(update, delta=delta, num_examples=1)
 
 
+def _membership_audit(
+    domain, sites, final_payload, reference_payload, common, logger
+) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """Every site attacks the final model with its own rows; a failing site is left out."""
+    futures = {
+        site: audit_site.submit(
+            domain, site, final_payload=final_payload, reference_payload=reference_payload, **common
+        )
+        for site in sites
+    }
+    out: dict[str, dict[str, float]] = {}
+    for site, future in futures.items():
+        try:
+            out[site] = future.result()
+        except Exception as error:
+            logger.warning("privacy audit at site %s failed (%s)", site, type(error).__name__)
+    return out
+
+
 @dataclass(frozen=True)
 class Resumed:
     """What a resumed federation starts from."""
@@ -216,6 +238,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         options=spec.model,
         seed=derive_seed(config.seed, "init"),
     )
+    reference_payload = encode(global_weights)  # the round-0 model: the audit's reference
     strategy = build_strategy(config.strategy.name, config.strategy.options)
     first_round = 1
     history: list[dict[str, float]] = []
@@ -468,6 +491,21 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             )
         )
 
+    audit: dict[str, dict[str, float]] = {}
+    if config.audit and completed > 0:
+        audit = _membership_audit(domain, eligible, encode(global_weights), reference_payload, common, logger)
+        flat = {f"audit/{site}/{k}": v for site, values in audit.items() for k, v in values.items()}
+        for key in (
+            "mia_loss_auc",
+            "mia_calibrated_auc",
+            "mia_loss_tpr_at_1fpr",
+            "mia_calibrated_tpr_at_1fpr",
+        ):
+            values = [v[key] for v in audit.values()]
+            if values:
+                flat[f"audit/max/{key}"] = max(values)
+        tracker.log_metrics(flat, step=completed)
+        tracker.log_json(audit, "audit/membership_inference.json")
     plotted = [champion_metric, "loss"] if champion_metric != "loss" else ["loss"]
     tracker.log_figure(metrics_figure(history, plotted, eligible), "plots/metrics_by_round.png")
     tracker.finish()
@@ -476,6 +514,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         domain=domain,
         rounds_completed=completed,
         epsilon=epsilon if private else None,
+        audit=audit,
         mlflow_run_id=tracker.run_id,
         mlflow_experiment_id=tracker.experiment_id,
         tracking_uri=tracking_uri(),

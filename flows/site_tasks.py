@@ -22,7 +22,7 @@ from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_private_key, sign_update
-from fedflow.site import LocalSite, local_evaluate_step, local_train_step, read_site_data
+from fedflow.site import LocalSite, local_audit_step, local_evaluate_step, local_train_step, read_site_data
 from fedflow.site_state import load_site_state, save_site_state
 from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
@@ -176,6 +176,29 @@ def train_site(
         key, federation_id=federation_id, round_number=round_number, site=site, payload=result.update.payload
     )
     return dataclasses.replace(result.update, signature=signature)
+
+
+@task(name="site-audit", cache_policy=NO_CACHE, task_run_name="audit-{site}")
+def audit_site(
+    domain_name: str,
+    site: str,
+    *,
+    final_payload: bytes,
+    reference_payload: bytes,
+    preprocessor: Preprocessor,
+    holdout_fraction: float,
+    seed: int,
+) -> dict[str, float]:
+    """Membership-inference audit of the final model against this site's rows."""
+    domain = _domain(domain_name)
+    return local_audit_step(
+        spec=domain.spec,
+        factory=domain.build_model,
+        final_payload=final_payload,
+        reference_payload=reference_payload,
+        train=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train"),
+        holdout=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout"),
+    )
 
 
 @task(name="site-evaluate", cache_policy=NO_CACHE, task_run_name="evaluate-{site}-round-{round_number}")

@@ -98,6 +98,12 @@ def test_two_rounds_with_an_excluded_site(
     received = client.get_metric_history(run.info.run_id, "comm/bytes_received")[-1].value
     assert received > 0
 
+    # The privacy audit ran at every eligible site and only its scores were logged.
+    assert sorted(result.audit) == ["cleveland", "va_long_beach"]
+    for key in ("audit/max/mia_loss_auc", "audit/cleveland/mia_calibrated_tpr_at_1fpr"):
+        (value,) = [m.value for m in client.get_metric_history(run.info.run_id, key)]
+        assert 0.0 <= value <= 1.0
+
     # One registered version per round, tagged; the champion alias on the best one.
     versions = client.search_model_versions("name='healthcare-global'")
     assert sorted(int(v.version) for v in versions) == [1, 2]

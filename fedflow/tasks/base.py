@@ -38,6 +38,10 @@ class TaskKind(Protocol):
         """Evaluation metrics of `predictions` against `labels`."""
         ...
 
+    def example_losses(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """The loss of every row (for membership-inference audits)."""
+        ...
+
     def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
         """What the registered model returns for a batch of rows."""
         ...

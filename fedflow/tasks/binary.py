@@ -58,6 +58,12 @@ class BinaryTask:
             "pr_auc": float(average_precision_score(y, p)) if both else math.nan,
         }
 
+    def example_losses(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Binary cross-entropy of every row."""
+        y = labels.astype(np.float64)
+        p = np.clip(predictions.astype(np.float64), 1e-7, 1 - 1e-7)
+        return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
     def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
         """`probability` of the positive class and the 0/1 `prediction`."""
         return pd.DataFrame(

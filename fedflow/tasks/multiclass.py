@@ -52,6 +52,11 @@ class MulticlassTask:
             ),
         }
 
+    def example_losses(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Cross-entropy of every row."""
+        p = np.clip(predictions.astype(np.float64), 1e-7, 1.0)
+        return np.asarray(-np.log(p[np.arange(len(labels)), labels.astype(np.int64)]))
+
     def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
         """The predicted class and one `probability_<class>` column per class."""
         frame = pd.DataFrame(

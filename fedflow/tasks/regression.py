@@ -45,6 +45,10 @@ class RegressionTask:
             "r2": 1.0 - mse / variance if variance > 0 else float("nan"),
         }
 
+    def example_losses(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Squared error of every row."""
+        return np.asarray((predictions.astype(np.float64) - labels.astype(np.float64)) ** 2)
+
     def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
         """A `prediction` column."""
         return pd.DataFrame({"prediction": predictions.astype(np.float64)})
