@@ -72,7 +72,9 @@ def markdown(title: str, rows: dict[str, list[dict[str, float]]], metrics: list[
     """Mean ± sd over seeds; the best mean per column in bold (ties to the first)."""
     means = {arm: {m: statistics.mean(r[m] for r in runs) for m in metrics} for arm, runs in rows.items()}
     best = {
-        m: (min if m in ("rmse", "loss", "mae") else max)(means, key=lambda arm: means[arm][m])
+        m: (min if m in ("rmse", "loss", "mae") or m.startswith("mia_") else max)(
+            means, key=lambda arm: means[arm][m]
+        )
         for m in metrics
     }
     lines = [f"**{title}**", "", "| arm | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
