@@ -101,6 +101,10 @@ def run(
     target_epsilon: Annotated[
         float | None, typer.Option(help="DP: end the run before exceeding this.")
     ] = None,
+    dp_sgd_noise: Annotated[
+        float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
+    ] = None,
+    dp_sgd_clip: Annotated[float, typer.Option(help="DP-SGD: per-example gradient norm bound.")] = 1.0,
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
@@ -141,6 +145,8 @@ def run(
     }
     defaults.update({k: v for k, v in top.items() if v is not None})
     defaults["local"].update({k: v for k, v in local.items() if v is not None})
+    if dp_sgd_noise is not None:
+        defaults["local"]["dp_sgd"] = {"noise_multiplier": dp_sgd_noise, "max_grad_norm": dp_sgd_clip}
     privacy = {
         "mode": dp,
         "clip_norm": clip_norm,

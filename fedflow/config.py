@@ -7,6 +7,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fedflow.attacks import AttackConfig
 
 
+class DPSGDConfig(BaseModel):
+    """Example-level DP-SGD inside every site (Opacus): per-example clipping and noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    noise_multiplier: float = Field(default=1.0, gt=0, description="Noise sd / max_grad_norm.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Per-example gradient clipping bound.")
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="The delta of each site's (epsilon, delta).")
+
+
 class LocalTrainConfig(BaseModel):
     """How each site trains the global model on its own rows in one round."""
 
@@ -18,6 +28,9 @@ class LocalTrainConfig(BaseModel):
     optimizer: Literal["sgd", "adam"] = Field(default="sgd", description="Local optimiser.")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
     weight_decay: float = Field(default=0.0, ge=0, description="L2 penalty of the local optimiser.")
+    dp_sgd: DPSGDConfig | None = Field(
+        default=None, description="Example-level DP-SGD at every site (None: off)."
+    )
     class_weighting: Literal["none", "balanced"] = Field(
         default="none",
         description="Classification: weight classes by n / (k * n_class) from federated label counts.",
@@ -152,6 +165,15 @@ class FederationConfig(BaseModel):
             raise ValueError(
                 f"differential privacy cannot be combined with strategy {self.strategy.name!r}: {why}; "
                 f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dp_sgd_fits_strategy(self) -> "FederationConfig":
+        if self.local.dp_sgd is not None and self.strategy.name in ("scaffold", "fedprox"):
+            raise ValueError(
+                f"local.dp_sgd cannot be combined with strategy {self.strategy.name!r}: it changes the "
+                "gradients after DP-SGD has clipped and noised them, which voids the guarantee"
             )
         return self
 

@@ -19,7 +19,7 @@ class TrainResult:
     steps: int
 
 
-def _optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return torch.optim.SGD(
@@ -30,7 +30,7 @@ def _optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.
     )
 
 
-def _targets(labels: np.ndarray) -> torch.Tensor:
+def targets_tensor(labels: np.ndarray) -> torch.Tensor:
     # A copy: labels taken from pandas may be read-only views, which torch refuses to share.
     dtype = np.int64 if np.issubdtype(labels.dtype, np.integer) else np.float32
     return torch.from_numpy(np.array(labels, dtype=dtype, copy=True))
@@ -58,11 +58,11 @@ def train_local(
     if len(features) == 0:
         raise ValueError("train_local needs at least one row")
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    y = _targets(labels)
+    y = targets_tensor(labels)
     weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
     # A private generator: sites may train concurrently in threads, so the global RNG is unsafe.
     generator = torch.Generator().manual_seed(seed)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     params = dict(model.named_parameters())
     anchor = {n: p.detach().clone() for n, p in params.items()} if proximal_mu > 0 else {}
     correction = (

@@ -20,6 +20,7 @@ from fedflow.local import evaluate_local, predict, train_local
 from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
 from fedflow.privacy.audit import membership_audit
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
+from fedflow.privacy.dp_sgd import site_epsilon, train_local_dp_sgd
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
 from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
@@ -179,20 +180,41 @@ def local_train_step(
         raise ValueError("SCAFFOLD asked for, but the payload has no server control")
     site_control = dict(site_state or {}) or {k: np.zeros_like(v) for k, v in server_control.items()}
     correction = {k: server_control[k] - site_control[k] for k in server_control} if scaffold else None
+    private_state: NamedArrays = {}
     hostile = attack is not None and site in attack.sites
     if hostile and attack is not None and attack.kind == "label_flip":
         labels = flip_labels(labels, num_classes=max(task.output_dim(spec), 2))
-    result = train_local(
-        model,
-        features,
-        labels,
-        task=task,
-        config=config,
-        seed=derive_seed(seed, "train", round_number, site),
-        class_weights=class_weights,
-        proximal_mu=float(settings.get("proximal_mu", 0.0)),
-        gradient_correction=correction,
-    )
+    train_seed = derive_seed(seed, "train", round_number, site)
+    extra_metrics: dict[str, float] = {}
+    if config.dp_sgd is not None:
+        result, sample_rate = train_local_dp_sgd(
+            model,
+            features,
+            labels,
+            task=task,
+            config=config,
+            dp=config.dp_sgd,
+            seed=train_seed,
+            class_weights=class_weights,
+        )
+        # Steps taken in earlier rounds of this federation live in the site's private state.
+        total_steps = int(np.asarray((site_state or {}).get("dp_sgd_steps", np.zeros(1)))[0]) + result.steps
+        private_state["dp_sgd_steps"] = np.array([total_steps], dtype=np.int64)
+        extra_metrics["dp_sgd_epsilon"] = site_epsilon(
+            dp=config.dp_sgd, sample_rate=sample_rate, total_steps=total_steps
+        )
+    else:
+        result = train_local(
+            model,
+            features,
+            labels,
+            task=task,
+            config=config,
+            seed=train_seed,
+            class_weights=class_weights,
+            proximal_mu=float(settings.get("proximal_mu", 0.0)),
+            gradient_correction=correction,
+        )
     end = get_weights(model)
     delta = subtract(end, start)
     if hostile and attack is not None:
@@ -209,11 +231,11 @@ def local_train_step(
             )
             delta = add_gaussian_noise(delta, std=std, seed=derive_seed(seed, "dp", round_number, site))
     sent = dict(delta)
-    new_state: NamedArrays = dict(site_state or {})
+    new_state: NamedArrays = {**(site_state or {}), **private_state}
     if scaffold:
         # With momentum an SGD step moves lr / (1 - momentum) per unit gradient, not lr.
         effective_lr = config.learning_rate / (1.0 - config.momentum)
-        new_state, control_delta = site_controls(
+        controls, control_delta = site_controls(
             server_control=server_control,
             site_control=site_control,
             start={k: start[k] for k in server_control},
@@ -221,13 +243,14 @@ def local_train_step(
             steps=result.steps,
             lr=effective_lr,
         )
+        new_state = {**new_state, **controls}
         sent = join_payload(delta, {CONTROL_DELTA: control_delta})
     update = SiteUpdate(
         site=site,
         round=round_number,
         num_examples=result.num_examples,
         payload=encode(sent),
-        metrics={"train_loss": result.loss},
+        metrics={"train_loss": result.loss, **extra_metrics},
     )
     return LocalStepResult(update=update, site_state=new_state)
 

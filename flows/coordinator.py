@@ -414,6 +414,12 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         }
         if private:
             logged["privacy/epsilon"] = epsilon
+        site_epsilons = {
+            u.site: u.metrics["dp_sgd_epsilon"] for u in accepted if "dp_sgd_epsilon" in u.metrics
+        }
+        if site_epsilons:
+            logged.update({f"site/{s}/dp_sgd_epsilon": e for s, e in site_epsilons.items()})
+            logged["privacy/dp_sgd_epsilon_max"] = max(site_epsilons.values())
 
         version = tracker.register_round(
             round_number=round_number,

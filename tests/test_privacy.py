@@ -113,3 +113,49 @@ def test_site_clips_and_in_distributed_mode_adds_its_noise(healthcare) -> None: 
     )
     assert plain > 0.1 and central == pytest.approx(0.1, rel=1e-5)
     assert distributed > 0.5  # noise of sd 0.05 on hundreds of values dwarfs the clipped 0.1
+
+
+def test_dp_sgd_at_a_site(healthcare) -> None:  # type: ignore[no-untyped-def]
+    from fedflow.config import DPSGDConfig, LocalTrainConfig
+    from fedflow.params import decode, encode
+    from fedflow.rounds import initial_weights
+    from fedflow.site import LocalSite, local_train_step
+    from fedflow.tabular import fit_preprocessor
+
+    site = LocalSite.load(
+        name="cleveland",
+        spec=healthcare.spec,
+        path=healthcare.site_path("cleveland"),
+        holdout_fraction=0.25,
+        seed=0,
+    )
+    pre = fit_preprocessor(site.statistics(), healthcare.spec)
+    x, y = site.arrays(pre, "train")
+    weights = initial_weights(healthcare.build_model, input_dim=x.shape[1], output_dim=1, options={}, seed=0)
+    config = LocalTrainConfig(dp_sgd=DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0))
+    common = dict(
+        site="cleveland",
+        spec=healthcare.spec,
+        factory=healthcare.build_model,
+        global_payload=encode(weights),
+        features=x,
+        labels=y,
+        config=config,
+        seed=0,
+    )
+    first = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
+    again = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
+    second = local_train_step(round_number=2, site_state=first.site_state, **common)  # type: ignore[arg-type]
+    assert l2_norm(decode(first.update.payload)) > 0
+    assert first.update.metrics["dp_sgd_epsilon"] == pytest.approx(again.update.metrics["dp_sgd_epsilon"])
+    # The site's epsilon covers every step it took in the federation, so it grows.
+    assert second.update.metrics["dp_sgd_epsilon"] > first.update.metrics["dp_sgd_epsilon"] > 0
+    assert int(second.site_state["dp_sgd_steps"][0]) > int(first.site_state["dp_sgd_steps"][0])
+
+
+@pytest.mark.parametrize("strategy", ["scaffold", "fedprox"])
+def test_dp_sgd_refused_with_gradient_changing_strategies(strategy: str) -> None:
+    from fedflow.config import DPSGDConfig, LocalTrainConfig
+
+    with pytest.raises(ValidationError, match=r"local\.dp_sgd cannot be combined"):
+        FederationConfig(strategy=StrategyConfig(name=strategy), local=LocalTrainConfig(dp_sgd=DPSGDConfig()))
