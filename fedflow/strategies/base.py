@@ -20,6 +20,31 @@ def check_weighting(weighting: str) -> None:
         raise ValueError(f"weighting must be 'examples' or 'uniform', got {weighting!r}")
 
 
+class PlainServer:
+    """Defaults for strategies without server state that ask nothing special of the sites."""
+
+    averaging = True
+    site_extras: tuple[str, ...] = ()
+
+    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
+        """No server state to prepare."""
+
+    def configure_train(self, round_number: int) -> TrainSettings:
+        """Plain local training."""
+        return {}
+
+    def broadcast(self) -> NamedArrays:
+        """Nothing besides the weights."""
+        return {}
+
+    def state(self) -> NamedArrays:
+        """Stateless."""
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Stateless: nothing to restore."""
+
+
 @runtime_checkable
 class Strategy(Protocol):
     """Turns the global model and the sites' decoded updates into the next global model."""

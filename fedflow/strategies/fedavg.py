@@ -10,41 +10,21 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays, add
-from fedflow.strategies.base import TrainSettings, check_weighting
+from fedflow.strategies.base import PlainServer, check_weighting
 from fedflow.update import DecodedUpdate
 
 
-class FedAvg:
+class FedAvg(PlainServer):
     """Federated averaging, weighted by example count (or uniformly)."""
 
     name = "fedavg"
-    averaging = True
-    site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, weighting: str = "examples") -> None:
         check_weighting(weighting)
         self.weighting = weighting
-
-    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
-        """Stateless."""
-
-    def configure_train(self, round_number: int) -> TrainSettings:
-        """FedAvg asks nothing special of the sites."""
-        return {}
-
-    def broadcast(self) -> NamedArrays:
-        """Nothing besides the weights."""
-        return {}
 
     def aggregate(
         self, round_number: int, global_weights: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate]
     ) -> NamedArrays:
         """Global weights plus the weighted mean delta."""
         return add(global_weights, mean_delta(updates, weighting=self.weighting))
-
-    def state(self) -> NamedArrays:
-        """Stateless."""
-        return {}
-
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Stateless: nothing to restore."""

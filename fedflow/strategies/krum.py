@@ -12,15 +12,12 @@ import numpy as np
 
 from fedflow.aggregate import krum_scores, weighted_mean
 from fedflow.params import NamedArrays, add
-from fedflow.strategies.base import TrainSettings
+from fedflow.strategies.base import PlainServer
 from fedflow.update import DecodedUpdate
 
 
-class MultiKrum:
+class MultiKrum(PlainServer):
     """Average of the `keep` deltas with the best Krum scores (`keep` = 1 is Krum)."""
-
-    averaging = True
-    site_extras: tuple[str, ...] = ()
 
     def __init__(self, *, byzantine: int = 1, keep: int = 0) -> None:
         if byzantine < 0 or keep < 0:
@@ -28,17 +25,6 @@ class MultiKrum:
         self.byzantine = byzantine
         self.keep = keep  # 0: n - f (Multi-Krum's usual choice)
         self.name = "krum" if keep == 1 else "multikrum"
-
-    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
-        """Stateless."""
-
-    def configure_train(self, round_number: int) -> TrainSettings:
-        """Plain local training."""
-        return {}
-
-    def broadcast(self) -> NamedArrays:
-        """Nothing besides the weights."""
-        return {}
 
     def selected(self, updates: Sequence[DecodedUpdate]) -> list[int]:
         """Indices of the updates Krum keeps, best first."""
@@ -52,10 +38,3 @@ class MultiKrum:
         """Global weights plus the mean of the selected deltas."""
         chosen = self.selected(updates)
         return add(global_weights, weighted_mean([updates[i].delta for i in chosen], [1.0] * len(chosen)))
-
-    def state(self) -> NamedArrays:
-        """Stateless."""
-        return {}
-
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Stateless."""

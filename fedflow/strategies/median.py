@@ -12,27 +12,14 @@ import numpy as np
 
 from fedflow.aggregate import coordinate_median
 from fedflow.params import NamedArrays, add
-from fedflow.strategies.base import TrainSettings
+from fedflow.strategies.base import PlainServer
 from fedflow.update import DecodedUpdate
 
 
-class FedMedian:
+class FedMedian(PlainServer):
     """Element-wise median of the deltas."""
 
     name = "fedmedian"
-    averaging = True
-    site_extras: tuple[str, ...] = ()
-
-    def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
-        """Stateless."""
-
-    def configure_train(self, round_number: int) -> TrainSettings:
-        """Plain local training."""
-        return {}
-
-    def broadcast(self) -> NamedArrays:
-        """Nothing besides the weights."""
-        return {}
 
     def aggregate(
         self, round_number: int, global_weights: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate]
@@ -41,10 +28,3 @@ class FedMedian:
         if not updates:
             raise ValueError("no updates to aggregate")
         return add(global_weights, coordinate_median([u.delta for u in updates]))
-
-    def state(self) -> NamedArrays:
-        """Stateless."""
-        return {}
-
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Stateless."""
