@@ -39,3 +39,34 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     if mlflow.active_run() is not None:
         mlflow.end_run()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def site_step_inputs(domain: Domain, site: str, **overrides: object) -> dict[str, object]:
+    """Keyword arguments for `fedflow.site.local_train_step` at one real site, round 1."""
+    from fedflow.config import LocalTrainConfig
+    from fedflow.params import encode
+    from fedflow.rounds import initial_weights
+    from fedflow.site import LocalSite
+    from fedflow.tabular import fit_preprocessor
+
+    local = LocalSite.load(
+        name=site, spec=domain.spec, path=domain.site_path(site), holdout_fraction=0.25, seed=0
+    )
+    preprocessor = fit_preprocessor(local.statistics(), domain.spec)
+    x, y = local.arrays(preprocessor, "train")
+    weights = initial_weights(
+        domain.build_model, input_dim=x.shape[1], output_dim=1, options=domain.spec.model, seed=0
+    )
+    inputs: dict[str, object] = {
+        "site": site,
+        "round_number": 1,
+        "spec": domain.spec,
+        "factory": domain.build_model,
+        "global_payload": encode(weights),
+        "features": x,
+        "labels": y,
+        "config": LocalTrainConfig(),
+        "seed": 0,
+    }
+    inputs.update(overrides)
+    return inputs

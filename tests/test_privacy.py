@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import site_step_inputs
 from mlflow.tracking import MlflowClient
 from opacus.accountants import RDPAccountant
 from pydantic import ValidationError
@@ -70,32 +71,10 @@ def test_budget_ends_the_run_cleanly(prefect_api: None, mlflow_store: str, tmp_p
 
 def test_site_clips_and_in_distributed_mode_adds_its_noise(healthcare) -> None:  # type: ignore[no-untyped-def]
     from fedflow.config import LocalTrainConfig
-    from fedflow.params import decode, encode
-    from fedflow.rounds import initial_weights
-    from fedflow.site import LocalSite, local_train_step
-    from fedflow.tabular import fit_preprocessor
+    from fedflow.params import decode
+    from fedflow.site import local_train_step
 
-    site = LocalSite.load(
-        name="hungary",
-        spec=healthcare.spec,
-        path=healthcare.site_path("hungary"),
-        holdout_fraction=0.25,
-        seed=0,
-    )
-    pre = fit_preprocessor(site.statistics(), healthcare.spec)
-    x, y = site.arrays(pre, "train")
-    weights = initial_weights(healthcare.build_model, input_dim=x.shape[1], output_dim=1, options={}, seed=0)
-    common = dict(
-        site="hungary",
-        round_number=1,
-        spec=healthcare.spec,
-        factory=healthcare.build_model,
-        global_payload=encode(weights),
-        features=x,
-        labels=y,
-        config=LocalTrainConfig(epochs=3),
-        seed=0,
-    )
+    common = site_step_inputs(healthcare, "hungary", config=LocalTrainConfig(epochs=3))
     plain = l2_norm(decode(local_train_step(**common).update.payload))  # type: ignore[arg-type]
     central = l2_norm(
         decode(
@@ -117,32 +96,12 @@ def test_site_clips_and_in_distributed_mode_adds_its_noise(healthcare) -> None: 
 
 def test_dp_sgd_at_a_site(healthcare) -> None:  # type: ignore[no-untyped-def]
     from fedflow.config import DPSGDConfig, LocalTrainConfig
-    from fedflow.params import decode, encode
-    from fedflow.rounds import initial_weights
-    from fedflow.site import LocalSite, local_train_step
-    from fedflow.tabular import fit_preprocessor
+    from fedflow.params import decode
+    from fedflow.site import local_train_step
 
-    site = LocalSite.load(
-        name="cleveland",
-        spec=healthcare.spec,
-        path=healthcare.site_path("cleveland"),
-        holdout_fraction=0.25,
-        seed=0,
-    )
-    pre = fit_preprocessor(site.statistics(), healthcare.spec)
-    x, y = site.arrays(pre, "train")
-    weights = initial_weights(healthcare.build_model, input_dim=x.shape[1], output_dim=1, options={}, seed=0)
     config = LocalTrainConfig(dp_sgd=DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0))
-    common = dict(
-        site="cleveland",
-        spec=healthcare.spec,
-        factory=healthcare.build_model,
-        global_payload=encode(weights),
-        features=x,
-        labels=y,
-        config=config,
-        seed=0,
-    )
+    common = site_step_inputs(healthcare, "cleveland", config=config)
+    common.pop("round_number")
     first = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
     again = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
     second = local_train_step(round_number=2, site_state=first.site_state, **common)  # type: ignore[arg-type]

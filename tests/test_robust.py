@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import site_step_inputs
 
 from fedflow.aggregate import clip_to_norm, coordinate_median, krum_scores, l2_norm, trimmed_mean
 from fedflow.errors import PayloadError
@@ -82,34 +83,10 @@ def test_attacks_change_only_the_hostile_sites_update() -> None:
 def test_a_hostile_site_in_the_local_step(healthcare) -> None:  # type: ignore[no-untyped-def]
     from fedflow.attacks import AttackConfig
     from fedflow.config import LocalTrainConfig
-    from fedflow.params import decode, encode
-    from fedflow.rounds import initial_weights
-    from fedflow.site import LocalSite, local_train_step
-    from fedflow.tabular import fit_preprocessor
+    from fedflow.params import decode
+    from fedflow.site import local_train_step
 
-    site = LocalSite.load(
-        name="cleveland",
-        spec=healthcare.spec,
-        path=healthcare.site_path("cleveland"),
-        holdout_fraction=0.25,
-        seed=0,
-    )
-    pre = fit_preprocessor(site.statistics(), healthcare.spec)
-    x, y = site.arrays(pre, "train")
-    weights = initial_weights(
-        healthcare.build_model, input_dim=x.shape[1], output_dim=1, options=healthcare.spec.model, seed=0
-    )
-    common = dict(
-        site="cleveland",
-        round_number=1,
-        spec=healthcare.spec,
-        factory=healthcare.build_model,
-        global_payload=encode(weights),
-        features=x,
-        labels=y,
-        config=LocalTrainConfig(),
-        seed=0,
-    )
+    common = site_step_inputs(healthcare, "cleveland", config=LocalTrainConfig())
     honest = decode(local_train_step(**common).update.payload)  # type: ignore[arg-type]
     bystander = decode(
         local_train_step(**common, attack=AttackConfig(kind="sign_flip", sites=["other"])).update.payload
