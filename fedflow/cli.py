@@ -105,6 +105,9 @@ def run(
         float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
     ] = None,
     dp_sgd_clip: Annotated[float, typer.Option(help="DP-SGD: per-example gradient norm bound.")] = 1.0,
+    audit: Annotated[
+        bool | None, typer.Option("--audit/--no-audit", help="Membership-inference audit after training.")
+    ] = None,
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
@@ -136,6 +139,7 @@ def run(
         "min_sites": min_sites,
         "min_sites_per_round": min_sites_per_round,
         "personalization_steps": personalization_steps,
+        "audit": audit,
     }
     local = {
         "epochs": local_epochs,
@@ -253,6 +257,13 @@ def _print_summary(result: Any) -> None:
         console.print(
             f"privacy: ε = {result.epsilon:.3f} spent over {result.rounds_completed} rounds "
             "(client-level DP, Rényi accountant)"
+        )
+    if result.audit:
+        worst_loss = max(values["mia_loss_auc"] for values in result.audit.values())
+        worst_calibrated = max(values["mia_calibrated_auc"] for values in result.audit.values())
+        console.print(
+            f"privacy audit: membership-inference AUC, worst site: {worst_loss:.3f} (loss threshold), "
+            f"{worst_calibrated:.3f} (calibrated); 0.5 = the attacker learns nothing"
         )
     for site, reasons in result.excluded_sites.items():
         console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")
