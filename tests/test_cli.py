@@ -46,3 +46,10 @@ def test_run_rejects_an_unknown_domain_and_bad_options() -> None:
     assert result.exit_code == 2 and "healthcare" in result.output
     result = runner.invoke(app, ["run", "healthcare", "--rounds", "0"])
     assert result.exit_code == 2 and "rounds" in result.output
+
+
+def test_run_refuses_a_sites_file_with_unknown_sites(tmp_path: Path) -> None:
+    mapping = tmp_path / "sites.yaml"
+    mapping.write_text("clevland: /data/cleveland.csv\n")  # misspelt
+    result = runner.invoke(app, ["run", "healthcare", "--sites", str(mapping)])
+    assert result.exit_code == 2 and "clevland" in result.output
