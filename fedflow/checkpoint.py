@@ -47,6 +47,9 @@ class RoundCheckpoint(BaseModel):
     preprocessor: Preprocessor
     class_weights: list[float] | None = None
     champion: tuple[str, float] | None = None
+    last_accepted: dict[str, int] = Field(
+        default_factory=dict, description="The last round each site's update was accepted."
+    )
     privacy_history: list[tuple[float, float]] = Field(
         default_factory=list, description="(noise multiplier, sampling rate) of every private round."
     )

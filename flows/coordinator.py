@@ -283,6 +283,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         common["preprocessor"] = preprocessor
 
     completed = first_round - 1
+    # The last round each site's update was accepted: its private state continues from there.
+    last_accepted: dict[str, int] = dict(resumed.checkpoint.last_accepted) if resumed is not None else {}
     for round_number in range(first_round, config.rounds + 1):
         started = time.perf_counter()
         chosen = sample_sites(
@@ -319,6 +321,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 federation_id=federation_id,
                 local_config=config.local,
                 settings=settings,
+                accepted_round=last_accepted.get(site, 0),
                 class_weights=class_weights,
                 attack=config.attack,
                 keys_dir=config.authentication.keys_dir,
@@ -354,6 +357,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                         max_examples=train_rows.get(site),
                     )
                 )
+                last_accepted[site] = round_number
             except FedflowError as error:
                 dropped[site] = str(error)  # our own messages: counts and names, no data
             except Exception as error:  # a crashed site must not end the round for the others
@@ -457,6 +461,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 class_weights=class_weights,
                 champion=tracker.champion,
                 privacy_history=accountant.history,
+                last_accepted=last_accepted,
                 history=history,
             ),
             global_weights,

@@ -139,6 +139,7 @@ def train_site(
     holdout_fraction: float,
     seed: int,
     settings: TrainSettings | None = None,
+    accepted_round: int = 0,
     class_weights: list[float] | None = None,
     attack: AttackConfig | None = None,
     keys_dir: str | None = None,
@@ -148,8 +149,15 @@ def train_site(
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
     features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
-    # SCAFFOLD's control lives on the site's disk, per round, so a resumed run repeats exactly.
-    private = load_site_state(state_root(), federation_id, site, before_round=round_number)
+    # The site's private state lives on its disk per round, so a resumed run repeats exactly.
+    # SCAFFOLD's control continues from the last round whose update was accepted (a dropped
+    # update must not move it); DP-SGD's step count from the latest round (privacy was spent
+    # even if the coordinator dropped the update).
+    private = load_site_state(state_root(), federation_id, site, before_round=accepted_round + 1) or {}
+    latest = load_site_state(state_root(), federation_id, site, before_round=round_number) or {}
+    private = {k: v for k, v in private.items() if k != "dp_sgd_steps"}
+    if "dp_sgd_steps" in latest:
+        private["dp_sgd_steps"] = latest["dp_sgd_steps"]
     result = local_train_step(
         site=site,
         round_number=round_number,

@@ -116,3 +116,16 @@ def test_killed_run_resumes_to_the_uninterrupted_model(
         [FEDFLOW, "resume", "killed"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 0 and "already completed" in again.stdout
+
+
+def test_site_state_continues_from_the_last_accepted_round(tmp_path: Path) -> None:
+    from fedflow.site_state import load_site_state, save_site_state
+
+    for round_number in (1, 2, 3):
+        save_site_state(tmp_path, "f", "north", round_number, {"c": np.full(2, float(round_number))})
+    assert load_site_state(tmp_path, "f", "north", before_round=1) is None
+    # Round 4 after an accepted round 3: state of round 3.
+    assert load_site_state(tmp_path, "f", "north", before_round=4)["c"][0] == 3.0  # type: ignore[index]
+    # Round 4 when round 3's update was dropped (last accepted: 2): state of round 2.
+    assert load_site_state(tmp_path, "f", "north", before_round=3)["c"][0] == 2.0  # type: ignore[index]
+    assert load_site_state(tmp_path, "f", "south", before_round=4) is None
