@@ -14,7 +14,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
+from stores import temporary_stores
 
 for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
     os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{_handler}_LEVEL", "WARNING")
@@ -196,10 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     names = available_domains() if args.domain == "all" else [args.domain]
     output = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as store:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
-        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
+    with temporary_stores():
         for name in names:
             domain = load_domain(name)
             results, metrics = run_domain(domain, args.seeds, args.rounds)

@@ -9,10 +9,10 @@ the mean over sites of the global and the personalised hold-out values (mean ± 
 import argparse
 import os
 import statistics
-import tempfile
 
 import numpy as np
 import torch
+from stores import temporary_stores
 
 for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
     os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{_handler}_LEVEL", "WARNING")
@@ -34,13 +34,7 @@ def main() -> None:
     task = get_task(domain.spec.task)
     metric = domain.spec.champion_metric or task.default_champion_metric
     values: dict[str, list[float]] = {"global": [], "personalised": []}
-    with tempfile.TemporaryDirectory() as store:
-        for key, value in {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
-            "FEDFLOW_ARTIFACT_ROOT": f"{store}/artifacts",
-            "FEDFLOW_STATE_DIR": f"{store}/state",
-        }.items():
-            os.environ[key] = value
+    with temporary_stores():
         from flows.coordinator import federated_training
 
         for seed in range(args.seeds):

@@ -17,7 +17,6 @@ steps (the site with the most steps per row decides).
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from opacus.accountants.utils import get_noise_multiplier
+from stores import temporary_stores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
@@ -73,13 +73,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     out = []
-    with tempfile.TemporaryDirectory() as store:
-        for key, value in {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
-            "FEDFLOW_ARTIFACT_ROOT": f"{store}/artifacts",
-            "FEDFLOW_STATE_DIR": f"{store}/state",
-        }.items():
-            os.environ[key] = value
+    with temporary_stores():
         from flows.coordinator import federated_training
 
         for name in args.domains.split(","):

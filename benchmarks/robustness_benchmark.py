@@ -11,13 +11,13 @@ sites' hold-out metrics (the hostile sites' hold-outs included: they are honest 
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from stores import temporary_stores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
@@ -54,15 +54,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     rows: dict[str, list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as store:
-        for key, value in {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
-            "FEDFLOW_ARTIFACT_ROOT": f"{store}/artifacts",
-            "FEDFLOW_STATE_DIR": f"{store}/state",
-            "FEDFLOW_DOMAINS_PATH": f"{store}/domains",
-        }.items():
-            os.environ[key] = value
-        Path(store, "domains").mkdir()
+    with temporary_stores(domains=True) as store:
         from flows.coordinator import federated_training
 
         domain = variant(Path(store, "domains"), "telecom", "telecom_attack", ten_sites)

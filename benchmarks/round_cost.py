@@ -8,13 +8,13 @@ the flow's own `time/round_seconds` metric next to the time spent registering ea
 
 import argparse
 import os
-import tempfile
 import time
 
 for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
     os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "WARNING")
 
 import mlflow  # noqa: E402
+from stores import temporary_stores  # noqa: E402
 
 import flows  # noqa: E402,F401
 from fedflow.config import FederationConfig, LocalTrainConfig  # noqa: E402
@@ -39,10 +39,7 @@ def main() -> None:
     tracking.FederationTracker.register_round = timed  # type: ignore[method-assign]
     from flows.coordinator import federated_training
 
-    with tempfile.TemporaryDirectory() as store:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
-        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
+    with temporary_stores():
         config = FederationConfig(rounds=args.rounds, local=LocalTrainConfig(epochs=2))
         result = federated_training(domain="healthcare", federation=config, run_name="round-cost")
         history = mlflow.tracking.MlflowClient().get_metric_history(

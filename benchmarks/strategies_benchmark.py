@@ -15,7 +15,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from stores import temporary_stores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
@@ -152,13 +152,8 @@ def main() -> None:
         if args.markdown:
             args.markdown.write_text("\n".join(out))
 
-    with tempfile.TemporaryDirectory() as store:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        os.environ["FEDFLOW_ARTIFACT_ROOT"] = f"{store}/artifacts"
-        os.environ["FEDFLOW_STATE_DIR"] = f"{store}/state"
-        variants = Path(store) / "domains"
-        variants.mkdir()
-        os.environ["FEDFLOW_DOMAINS_PATH"] = str(variants)
+    with temporary_stores(domains=True) as store:
+        variants = store / "domains"
         if "main" in studies:
             for name in names:
                 domain = load_domain(name)

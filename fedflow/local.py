@@ -100,7 +100,7 @@ def train_local(
 @torch.no_grad()
 def predict(model: torch.nn.Module, features: np.ndarray, task: TaskKind) -> np.ndarray:
     """Probabilities (classification) or values (regression) for every row."""
-    model.eval()
+    model.train(False)  # inference mode (same as Module.eval)
     return task.predict(model(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))))
 
 

@@ -44,7 +44,7 @@ class FederatedTabularModel(PythonModel):  # type: ignore[misc]
         )
         payload = Path(context.artifacts["weights"]).read_bytes()
         set_weights(self.model, decode(payload, like=get_weights(self.model)))
-        self.model.eval()
+        self.model.train(False)  # inference mode (same as Module.eval)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
