@@ -2,7 +2,8 @@
 
 Model poisoning replaces what a site sends: `gaussian` (random noise of sd `scale`),
 `sign_flip` (-scale times the honest delta) and `scaled` (scale times the honest delta).
-Data poisoning trains on wrong labels: `label_flip`.
+Data poisoning trains on wrong labels: `label_flip`. `dropout` is a failure, not an attack: the
+site crashes in its training step (after secure aggregation's key sharing), every round.
 """
 
 from typing import Literal
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedflow.params import NamedArrays
 
-AttackKind = Literal["gaussian", "sign_flip", "scaled", "label_flip"]
+AttackKind = Literal["gaussian", "sign_flip", "scaled", "label_flip", "dropout"]
 
 
 class AttackConfig(BaseModel):
@@ -35,6 +36,10 @@ def poison_delta(delta: NamedArrays, *, kind: AttackKind, scale: float, seed: in
     if kind == "scaled":
         return {k: (scale * v).astype(v.dtype) for k, v in delta.items()}
     return dict(delta)
+
+
+class SimulatedDropout(RuntimeError):
+    """Raised by a site configured to drop out (simulation only)."""
 
 
 def flip_labels(labels: np.ndarray, *, num_classes: int) -> np.ndarray:

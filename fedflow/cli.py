@@ -105,6 +105,16 @@ def run(
         float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
     ] = None,
     dp_sgd_clip: Annotated[float, typer.Option(help="DP-SGD: per-example gradient norm bound.")] = 1.0,
+    secure_aggregation: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure-aggregation/--no-secure-aggregation",
+            help="Mask the updates so that the coordinator sees only their sum (Bonawitz et al.).",
+        ),
+    ] = None,
+    max_dropouts: Annotated[
+        int | None, typer.Option(help="Secure aggregation: sites that may drop after masking.")
+    ] = None,
     audit: Annotated[
         bool | None, typer.Option("--audit/--no-audit", help="Membership-inference audit after training.")
     ] = None,
@@ -158,6 +168,8 @@ def run(
         "target_epsilon": target_epsilon,
     }
     defaults["privacy"].update({k: v for k, v in privacy.items() if v is not None})
+    secure = {"enabled": secure_aggregation, "max_dropouts": max_dropouts}
+    defaults["secure_aggregation"].update({k: v for k, v in secure.items() if v is not None})
     if strategy is not None:
         defaults["strategy"] = {"name": strategy, "options": _parse_options(strategy_option)}
     elif strategy_option:

@@ -108,6 +108,23 @@ class PrivacyConfig(BaseModel):
     )
 
 
+class SecureAggregationConfig(BaseModel):
+    """Secure aggregation (Bonawitz et al. 2017): the coordinator sees only the sum of the updates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description="Mask every update so that only their sum is revealed.")
+    max_dropouts: int = Field(
+        default=1,
+        ge=0,
+        description="Sites that may drop after masking with the round still recovering the sum "
+        "(the Shamir threshold is the round's sites minus this, never below a strict majority).",
+    )
+    fraction_bits: int = Field(
+        default=24, ge=8, le=40, description="Fixed-point precision of the masked values (2^-bits)."
+    )
+
+
 # Strategies whose server step only post-processes the (noisy) mean of the clipped deltas.
 DP_COMPATIBLE_STRATEGIES = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad"}
 
@@ -138,6 +155,7 @@ class FederationConfig(BaseModel):
     checks: UpdateChecks = Field(default_factory=UpdateChecks)
     authentication: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
 
     attack: AttackConfig | None = Field(
         default=None, description="Simulation only: sites that misbehave, for robustness experiments."
@@ -183,6 +201,28 @@ class FederationConfig(BaseModel):
             raise ValueError(
                 "strategy scaffold needs local.optimizer 'sgd': its control variates are built from "
                 "SGD's step size, which Adam does not have"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secure_aggregation_fits(self) -> "FederationConfig":
+        if not self.secure_aggregation.enabled:
+            return self
+        if self.strategy.name not in DP_COMPATIBLE_STRATEGIES:
+            why = (
+                "its control variates are averaged separately from the weighted deltas"
+                if self.strategy.name == "scaffold"
+                else "a robust rule must see every site's update, and secure aggregation hides them "
+                "(only their sum is revealed)"
+            )
+            raise ValueError(
+                f"secure aggregation cannot be combined with strategy {self.strategy.name!r}: {why}; "
+                f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
+            )
+        if self.checks.max_update_norm is not None:
+            raise ValueError(
+                "checks.max_update_norm cannot be enforced with secure aggregation: the coordinator never "
+                "sees an individual update; bound the updates at the sites with privacy.clip_norm instead"
             )
         return self
 

@@ -11,6 +11,7 @@ import torch
 from fedflow.aggregate import l2_norm
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
+from fedflow.secure_aggregation.masking import read_masked, update_length
 from fedflow.site import ModelFactory, split_payload
 from fedflow.tasks import HIGHER_IS_BETTER
 from fedflow.update import DecodedUpdate, SiteUpdate
@@ -23,6 +24,35 @@ def initial_weights(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return get_weights(factory(input_dim=input_dim, output_dim=output_dim, **options))
+
+
+def _check_example_count(update: SiteUpdate, max_examples: int | None) -> None:
+    if update.num_examples <= 0 or (max_examples is not None and update.num_examples > max_examples):
+        raise PayloadError(
+            f"site {update.site!r} reported {update.num_examples} examples; it declared {max_examples} "
+            "training rows before the run"
+        )
+
+
+def check_masked_update(
+    update: SiteUpdate,
+    global_weights: Mapping[str, np.ndarray],
+    *,
+    max_payload_bytes: int,
+    max_examples: int | None,
+) -> np.ndarray:
+    """A masked update's field vector: example count, size, name, dtype and length checked.
+
+    Its values are masked, so their finiteness and norm cannot be checked here: secure aggregation
+    relies on the sites' own clipping (privacy.clip_norm) for that.
+    """
+    _check_example_count(update, max_examples)
+    try:
+        return read_masked(
+            update.payload, length=update_length(global_weights), max_payload_bytes=max_payload_bytes
+        )
+    except PayloadError as error:
+        raise PayloadError(f"site {update.site!r}: {error}") from error
 
 
 def check_update(
@@ -38,11 +68,7 @@ def check_update(
 
     `extras` are the tensor sets the strategy expects besides the delta (each like the weights).
     """
-    if update.num_examples <= 0 or (max_examples is not None and update.num_examples > max_examples):
-        raise PayloadError(
-            f"site {update.site!r} reported {update.num_examples} examples; it declared {max_examples} "
-            "training rows before the run"
-        )
+    _check_example_count(update, max_examples)
     if max_payload_bytes is not None and len(update.payload) > max_payload_bytes:
         raise PayloadError(
             f"site {update.site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedflow.attacks import AttackConfig, flip_labels, poison_delta
+from fedflow.attacks import AttackConfig, SimulatedDropout, flip_labels, poison_delta
 from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, predict, train_local
@@ -21,6 +21,8 @@ from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights
 from fedflow.privacy.audit import membership_audit
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.privacy.dp_sgd import site_epsilon, train_local_dp_sgd
+from fedflow.secure_aggregation.masking import SecureRoundPlan, masked_payload
+from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
 from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
@@ -153,6 +155,7 @@ def local_train_step(
     attack: AttackConfig | None = None,
     privacy: PrivacyConfig | None = None,
     sites_in_round: int = 1,
+    masking: tuple[SiteSecrets, SecureRoundPlan] | None = None,
 ) -> LocalStepResult:
     """Train the global model on the site's rows; return the encoded delta and the site's state.
 
@@ -161,6 +164,7 @@ def local_train_step(
     site's own control from `site_state`; other keys override fields of `config`. `attack`
     (experiments only) makes this site misbehave as configured. With `privacy`, the delta is
     clipped to its norm bound and, in distributed mode, gets this site's share of the noise.
+    With `masking` = (this round's secrets, plan) the payload is the weighted delta, masked.
     """
     settings = dict(settings or {})
     task = get_task(spec.task)
@@ -182,6 +186,8 @@ def local_train_step(
     correction = {k: server_control[k] - site_control[k] for k in server_control} if scaffold else None
     private_state: NamedArrays = {}
     hostile = attack is not None and site in attack.sites
+    if hostile and attack is not None and attack.kind == "dropout":
+        raise SimulatedDropout(f"site {site} drops out of round {round_number} (simulated)")
     if hostile and attack is not None and attack.kind == "label_flip":
         labels = flip_labels(labels, num_classes=max(task.output_dim(spec), 2))
     train_seed = derive_seed(seed, "train", round_number, site)
@@ -249,7 +255,11 @@ def local_train_step(
         site=site,
         round=round_number,
         num_examples=result.num_examples,
-        payload=encode(sent),
+        payload=encode(sent)
+        if masking is None
+        else masked_payload(
+            delta, site=site, num_examples=result.num_examples, secrets=masking[0], plan=masking[1]
+        ),
         metrics={"train_loss": result.loss, **extra_metrics},
     )
     return LocalStepResult(update=update, site_state=new_state)

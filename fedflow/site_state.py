@@ -41,3 +41,30 @@ def load_site_state(root: Path, federation_id: str, site: str, *, before_round: 
     if not earlier:
         return None
     return decode((folder / f"round-{max(earlier)}.safetensors").read_bytes())
+
+
+def _secrets_path(root: Path, federation_id: str, site: str, round_number: int) -> Path:
+    return _folder(root, federation_id, site) / f"secure-aggregation-round-{round_number}.safetensors"
+
+
+def save_round_secrets(
+    root: Path, federation_id: str, site: str, round_number: int, arrays: NamedArrays
+) -> None:
+    """Keep a round's secure-aggregation secrets on the site's disk between the protocol's phases."""
+    path = _secrets_path(root, federation_id, site, round_number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(encode(arrays))
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def load_round_secrets(root: Path, federation_id: str, site: str, round_number: int) -> NamedArrays | None:
+    """This round's secrets, or None when the site never advertised (or already answered unmasking)."""
+    path = _secrets_path(root, federation_id, site, round_number)
+    return decode(path.read_bytes()) if path.is_file() else None
+
+
+def forget_round_secrets(root: Path, federation_id: str, site: str, round_number: int) -> None:
+    """Delete a round's secrets once the site answered the unmasking request: it answers only once."""
+    _secrets_path(root, federation_id, site, round_number).unlink(missing_ok=True)

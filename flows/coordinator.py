@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -28,7 +29,7 @@ from fedflow.local import balanced_class_weights
 from fedflow.params import NamedArrays, encode
 from fedflow.privacy.accountant import PrivacyAccountant
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
-from fedflow.rounds import check_update, initial_weights, round_metrics
+from fedflow.rounds import check_masked_update, check_update, initial_weights, round_metrics
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_public_key, verify_update
@@ -41,6 +42,7 @@ from fedflow.update import DecodedUpdate, SiteUpdate
 from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
+from flows.secure_round import AGGREGATE_SITE, close_secure_round, open_secure_round
 from flows.site_tasks import audit_site, evaluate_site, prepare_site, train_site
 from flows.tracking import FederationTracker, registered_model_name, tracking_uri
 
@@ -144,16 +146,23 @@ def federated_training(
 
 
 def _privatise(
-    update: DecodedUpdate, config: FederationConfig, round_number: int, sites: int
+    update: DecodedUpdate, config: FederationConfig, round_number: int, sites: int, *, summed: int = 1
 ) -> DecodedUpdate:
-    """DP-FedAvg at the coordinator: enforce the clip, add the central noise, weigh sites equally."""
+    """DP-FedAvg at the coordinator: enforce the clip, add the central noise, weigh sites equally.
+
+    With secure aggregation the update is already the mean of `summed` clipped deltas: the
+    sites clipped, and the noise of the sum, N(0, (sigma*C)^2), is added divided by `summed`.
+    """
     privacy = config.privacy
     delta = update.delta
     if privacy.mode == "central":
-        delta = clip_delta(delta, privacy.clip_norm)  # a site that did not clip gains nothing
-        std = per_update_noise_std(
-            clip_norm=privacy.clip_norm, noise_multiplier=privacy.noise_multiplier, sites_in_round=sites
-        )
+        if update.site == AGGREGATE_SITE:
+            std = privacy.noise_multiplier * privacy.clip_norm / summed
+        else:
+            delta = clip_delta(delta, privacy.clip_norm)  # a site that did not clip gains nothing
+            std = per_update_noise_std(
+                clip_norm=privacy.clip_norm, noise_multiplier=privacy.noise_multiplier, sites_in_round=sites
+            )
         delta = add_gaussian_noise(
             delta, std=std, seed=derive_seed(config.seed, "dp-central", round_number, update.site)
         )
@@ -312,6 +321,20 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 break
         global_payload = encode(join_payload(global_weights, split_payload(strategy.broadcast())[1]))
         settings = strategy.configure_train(round_number)
+        secure_round = (
+            open_secure_round(
+                chosen,
+                federation_id=federation_id,
+                round_number=round_number,
+                settings=config.secure_aggregation,
+                # Under DP every site weighs the same: a clipped delta must move the mean by at most C/m.
+                weighted_by_examples=not private and getattr(strategy, "weighting", "examples") == "examples",
+                min_sites=config.min_sites,
+            )
+            if config.secure_aggregation.enabled
+            else None
+        )
+        trainers = list(secure_round.plan.members) if secure_round is not None else chosen
         train_futures = {
             site: train_site.submit(
                 domain,
@@ -327,12 +350,15 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 keys_dir=config.authentication.keys_dir,
                 privacy=config.privacy,
                 sites_in_round=len(chosen),
+                secure=secure_round.plan if secure_round is not None else None,
                 **common,
             )
-            for site in chosen
+            for site in trainers
         }
-        dropped: dict[str, str] = {}
+        dropped: dict[str, str] = dict(secure_round.failed) if secure_round is not None else {}
         accepted: list[DecodedUpdate] = []
+        masked: dict[str, tuple[np.ndarray, int]] = {}
+        reported: dict[str, tuple[dict[str, float], int]] = {}  # each contributor's metrics and examples
         bytes_received = 0
         for site, future in train_futures.items():
             try:
@@ -347,16 +373,28 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                         site=site,
                         payload=update.payload,
                     )
-                accepted.append(
-                    check_update(
-                        update,
-                        global_weights,
-                        extras=strategy.site_extras,
-                        max_payload_bytes=config.checks.max_payload_bytes,
-                        max_update_norm=config.checks.max_update_norm,
-                        max_examples=train_rows.get(site),
+                if secure_round is not None:
+                    masked[site] = (
+                        check_masked_update(
+                            update,
+                            global_weights,
+                            max_payload_bytes=config.checks.max_payload_bytes,
+                            max_examples=train_rows.get(site),
+                        ),
+                        update.num_examples,
                     )
-                )
+                else:
+                    accepted.append(
+                        check_update(
+                            update,
+                            global_weights,
+                            extras=strategy.site_extras,
+                            max_payload_bytes=config.checks.max_payload_bytes,
+                            max_update_norm=config.checks.max_update_norm,
+                            max_examples=train_rows.get(site),
+                        )
+                    )
+                reported[site] = (dict(update.metrics), update.num_examples)
                 last_accepted[site] = round_number
             except FedflowError as error:
                 dropped[site] = str(error)  # our own messages: counts and names, no data
@@ -365,13 +403,27 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 dropped[site] = f"the site's step failed ({type(error).__name__}); see its own log"
         for site, reason in dropped.items():
             logger.warning("round %d: update of site %s dropped: %s", round_number, site, reason)
-        if len(accepted) < config.min_sites:
+        if len(reported) < config.min_sites:
             raise InsufficientSitesError(
-                f"round {round_number}: only {len(accepted)} valid update(s) but min_sites is "
+                f"round {round_number}: only {len(reported)} valid update(s) but min_sites is "
                 f"{config.min_sites}; dropped: {dropped}"
             )
+        if secure_round is not None:
+            # The coordinator learns only the survivors' sum; it becomes one mean update.
+            accepted = [
+                close_secure_round(
+                    secure_round,
+                    masked,
+                    federation_id=federation_id,
+                    round_number=round_number,
+                    global_weights=global_weights,
+                    logger=logger,
+                )
+            ]
         if private:
-            accepted = [_privatise(u, config, round_number, len(chosen)) for u in accepted]
+            accepted = [
+                _privatise(u, config, round_number, len(chosen), summed=len(reported)) for u in accepted
+            ]
             epsilon = accountant.record(
                 noise_multiplier=config.privacy.noise_multiplier, sample_rate=sample_rate
             )
@@ -404,8 +456,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),
         ]
         metrics = round_metrics(per_site, names)
-        train_loss = sum(u.metrics.get("train_loss", math.nan) * u.num_examples for u in accepted) / sum(
-            u.num_examples for u in accepted
+        train_loss = sum(m.get("train_loss", math.nan) * n for m, n in reported.values()) / sum(
+            n for _, n in reported.values()
         )
         bytes_sent = len(global_payload) * len(chosen) + len(new_payload) * len(eval_futures)
         logged = {
@@ -413,13 +465,16 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             "train/loss": train_loss,
             "comm/bytes_sent": float(bytes_sent),
             "comm/bytes_received": float(bytes_received),
-            "sites/participants": float(len(accepted)),
+            "sites/participants": float(len(reported)),
             "sites/dropped": float(len(dropped)),
         }
         if private:
             logged["privacy/epsilon"] = epsilon
+        if secure_round is not None:
+            logged["secure_aggregation/threshold"] = float(secure_round.plan.threshold)
+            logged["secure_aggregation/members"] = float(len(secure_round.plan.members))
         site_epsilons = {
-            u.site: u.metrics["dp_sgd_epsilon"] for u in accepted if "dp_sgd_epsilon" in u.metrics
+            site: m["dp_sgd_epsilon"] for site, (m, _) in reported.items() if "dp_sgd_epsilon" in m
         }
         if site_epsilons:
             logged.update({f"site/{s}/dp_sgd_epsilon": e for s, e in site_epsilons.items()})
@@ -473,7 +528,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 round_number=round_number,
                 rounds=config.rounds,
                 metrics=metrics,
-                participants=[u.site for u in accepted],
+                participants=list(reported),
                 dropped=dropped,
                 version=version,
             ),
@@ -497,7 +552,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 round=round_number,
                 rounds=config.rounds,
                 metrics=last_metrics,
-                participants=[u.site for u in accepted],
+                participants=list(reported),
                 dropped=dropped,
             )
         )

@@ -20,10 +20,18 @@ from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
 from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
+from fedflow.secure_aggregation.masking import SecureRoundPlan
+from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, reveal_shares, share_secrets
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_private_key, sign_update
 from fedflow.site import LocalSite, local_audit_step, local_evaluate_step, local_train_step, read_site_data
-from fedflow.site_state import load_site_state, save_site_state
+from fedflow.site_state import (
+    forget_round_secrets,
+    load_round_secrets,
+    load_site_state,
+    save_round_secrets,
+    save_site_state,
+)
 from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
 from fedflow.tasks import get_task
@@ -126,6 +134,63 @@ def _site_arrays(
     return arrays
 
 
+def _round_secrets(federation_id: str, site: str, round_number: int) -> SiteSecrets:
+    arrays = load_round_secrets(state_root(), federation_id, site, round_number)
+    if arrays is None:
+        raise FedflowError(f"site {site!r} holds no secure-aggregation keys for round {round_number}")
+    return SiteSecrets.from_arrays(arrays)
+
+
+@task(
+    name="site-secagg-advertise", cache_policy=NO_CACHE, task_run_name="advertise-{site}-round-{round_number}"
+)
+def advertise_keys(site: str, *, federation_id: str, round_number: int) -> PublicKeys:
+    """Secure aggregation, phase 1: fresh key pairs and seed kept on the site's disk; public keys out."""
+    secrets = SiteSecrets.generate()
+    save_round_secrets(state_root(), federation_id, site, round_number, secrets.to_arrays())
+    return secrets.public()
+
+
+@task(name="site-secagg-share", cache_policy=NO_CACHE, task_run_name="share-{site}-round-{round_number}")
+def share_keys(
+    site: str,
+    *,
+    federation_id: str,
+    round_number: int,
+    roster: dict[str, PublicKeys],
+    threshold: int,
+    context: bytes,
+) -> dict[str, bytes]:
+    """Phase 2: Shamir shares of the site's mask key and seed, encrypted for each roster member."""
+    secrets = _round_secrets(federation_id, site, round_number)
+    return share_secrets(secrets, site=site, roster=roster, threshold=threshold, context=context)
+
+
+@task(name="site-secagg-unmask", cache_policy=NO_CACHE, task_run_name="unmask-{site}-round-{round_number}")
+def reveal_for_unmasking(
+    site: str,
+    *,
+    federation_id: str,
+    round_number: int,
+    ciphertexts: dict[str, bytes],
+    plan: SecureRoundPlan,
+    survivors: list[str],
+) -> dict[str, bytes]:
+    """Phase 4: the shares the coordinator needs to unmask the survivors' sum; answered only once."""
+    secrets = _round_secrets(federation_id, site, round_number)
+    revealed = reveal_shares(
+        secrets,
+        site=site,
+        ciphertexts=ciphertexts,
+        roster=plan.roster,
+        survivors=survivors,
+        threshold=plan.threshold,
+        context=plan.context,
+    )
+    forget_round_secrets(state_root(), federation_id, site, round_number)
+    return revealed
+
+
 @task(name="site-train", cache_policy=NO_CACHE, task_run_name="train-{site}-round-{round_number}")
 def train_site(
     domain_name: str,
@@ -145,6 +210,7 @@ def train_site(
     keys_dir: str | None = None,
     privacy: PrivacyConfig | None = None,
     sites_in_round: int = 1,
+    secure: SecureRoundPlan | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -174,6 +240,7 @@ def train_site(
         attack=attack,
         privacy=privacy,
         sites_in_round=sites_in_round,
+        masking=None if secure is None else (_round_secrets(federation_id, site, round_number), secure),
     )
     if result.site_state:
         save_site_state(state_root(), federation_id, site, round_number, result.site_state)

@@ -1,0 +1,248 @@
+"""The four phases of secure aggregation, as pure functions for the site and the coordinator.
+
+Round r, sites U (sorted by name, indices 1..n), threshold t:
+1. advertise: each site makes fresh X25519 key pairs (one to encrypt shares, one for masks) and
+   a random self-mask seed b; only the public keys leave.
+2. share: each site Shamir-shares its mask private key and b (t of n) and encrypts share v for
+   site v with AES-GCM under the key it agrees with v; the coordinator only routes ciphertexts.
+3. mask: each site adds PRG(b) and, for every other site v, +PRG(s_uv) if u < v else -PRG(s_uv)
+   to its fixed-point update; the pairwise masks cancel in the sum over all of U.
+4. unmask: the surviving sites reveal their shares of b for survivors and of the mask key for
+   the sites that dropped after phase 2; with t shares per secret the coordinator removes every
+   self mask and the dropped sites' leftover pairwise masks, and is left with the plain sum.
+"""
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from fedflow.errors import FedflowError
+from fedflow.secure_aggregation.shamir import SHARE_BYTES, combine_shares, split_secret
+
+_NONCE_BYTES = 12
+
+
+class SecureAggregationError(FedflowError):
+    """The protocol cannot go on: too few sites, a share that does not decrypt, a wrong roster."""
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """What a site advertises: two X25519 public keys (raw 32 bytes each)."""
+
+    cipher: bytes
+    mask: bytes
+
+
+@dataclass(frozen=True)
+class SiteSecrets:
+    """A site's secrets for one round; they never leave the site."""
+
+    cipher_key: bytes
+    mask_key: bytes
+    self_seed: bytes
+
+    @classmethod
+    def generate(cls) -> "SiteSecrets":
+        """Fresh keys and seed from the operating system's CSPRNG."""
+        return cls(
+            cipher_key=_private_bytes(X25519PrivateKey.generate()),
+            mask_key=_private_bytes(X25519PrivateKey.generate()),
+            self_seed=os.urandom(32),
+        )
+
+    def public(self) -> PublicKeys:
+        """The public halves, for the roster."""
+        return PublicKeys(cipher=_public_of(self.cipher_key), mask=_public_of(self.mask_key))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """As uint8 arrays, to keep on the site's disk between phases."""
+        return {
+            name: np.frombuffer(getattr(self, name), dtype=np.uint8).copy()
+            for name in ("cipher_key", "mask_key", "self_seed")
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "SiteSecrets":
+        """The inverse of `to_arrays`."""
+        return cls(
+            **{
+                name: np.asarray(arrays[name], dtype=np.uint8).tobytes()
+                for name in ("cipher_key", "mask_key", "self_seed")
+            }
+        )
+
+
+def _private_bytes(key: X25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def _public_of(private: bytes) -> bytes:
+    return (
+        X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+def _agree(private: bytes, public: bytes, *, purpose: bytes, context: bytes) -> bytes:
+    """A 32-byte key both ends derive: HKDF-SHA256 over the X25519 shared secret."""
+    shared = X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(public))
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedflow-secagg|" + purpose + b"|" + context
+    ).derive(shared)
+
+
+def expand_mask(seed: bytes, length: int) -> np.ndarray:
+    """`length` uint64 values from a 32-byte seed: the ChaCha20 keystream (a CSPRNG)."""
+    encryptor = Cipher(algorithms.ChaCha20(seed, b"\x00" * 16), mode=None).encryptor()
+    return np.frombuffer(encryptor.update(b"\x00" * (8 * length)), dtype=np.uint64).copy()
+
+
+def holder_indices(roster: Iterable[str]) -> dict[str, int]:
+    """Share index of every site: its 1-based position in name order."""
+    return {site: index for index, site in enumerate(sorted(roster), start=1)}
+
+
+def threshold_for(sites: int, max_dropouts: int) -> int:
+    """t = n - max_dropouts, but always a strict majority, so that no two disjoint groups reach t."""
+    return max(sites - max_dropouts, sites // 2 + 1)
+
+
+def _aad(context: bytes, sender: str, recipient: str) -> bytes:
+    return context + b"|" + sender.encode() + b"->" + recipient.encode()
+
+
+def share_secrets(
+    secrets: SiteSecrets, *, site: str, roster: Mapping[str, PublicKeys], threshold: int, context: bytes
+) -> dict[str, bytes]:
+    """Phase 2: encrypted shares of the site's mask key and self seed, one per roster member."""
+    if site not in roster:
+        raise SecureAggregationError(f"site {site!r} is not in this round's roster")
+    indices = holder_indices(roster)
+    seed_shares = split_secret(secrets.self_seed, threshold=threshold, holders=len(roster))
+    key_shares = split_secret(secrets.mask_key, threshold=threshold, holders=len(roster))
+    out: dict[str, bytes] = {}
+    for recipient, keys in roster.items():
+        position = indices[recipient] - 1
+        plaintext = seed_shares[position][1] + key_shares[position][1]
+        key = _agree(secrets.cipher_key, keys.cipher, purpose=b"share", context=context)
+        nonce = os.urandom(_NONCE_BYTES)
+        out[recipient] = nonce + AESGCM(key).encrypt(nonce, plaintext, _aad(context, site, recipient))
+    return out
+
+
+def mask_update(
+    encoded: np.ndarray,
+    secrets: SiteSecrets,
+    *,
+    site: str,
+    roster: Mapping[str, PublicKeys],
+    context: bytes,
+    members: Iterable[str] | None = None,
+) -> np.ndarray:
+    """Phase 3: the fixed-point update plus the self mask and the signed pairwise masks (mod 2^64).
+
+    `members` are the sites that completed phase 2 (default: the whole roster); only they mask.
+    """
+    maskers = set(roster if members is None else members)
+    if site not in maskers or not maskers <= set(roster):
+        raise SecureAggregationError(
+            f"site {site!r} did not share its keys this round, or the members are wrong"
+        )
+    masked: np.ndarray = np.asarray(encoded, dtype=np.uint64) + expand_mask(secrets.self_seed, encoded.size)
+    for other, keys in roster.items():
+        if other == site or other not in maskers:
+            continue
+        pairwise = expand_mask(
+            _agree(secrets.mask_key, keys.mask, purpose=b"mask", context=context), encoded.size
+        )
+        masked = masked + pairwise if site < other else masked - pairwise
+    return masked
+
+
+def reveal_shares(
+    secrets: SiteSecrets,
+    *,
+    site: str,
+    ciphertexts: Mapping[str, bytes],
+    roster: Mapping[str, PublicKeys],
+    survivors: Iterable[str],
+    threshold: int,
+    context: bytes,
+) -> dict[str, bytes]:
+    """Phase 4 at a site: per sender, its share of b (sender survived) or of its mask key (dropped).
+
+    A site never reveals both for one sender, and refuses when fewer than t sites survived.
+    """
+    alive = set(survivors)
+    if not alive <= set(roster):
+        raise SecureAggregationError(f"survivors {sorted(alive - set(roster))} were not in the roster")
+    if len(alive) < threshold:
+        raise SecureAggregationError(
+            f"only {len(alive)} site(s) survived but the threshold is {threshold}; refusing to reveal shares"
+        )
+    out: dict[str, bytes] = {}
+    for sender, blob in ciphertexts.items():
+        if sender not in roster:
+            continue
+        key = _agree(secrets.cipher_key, roster[sender].cipher, purpose=b"share", context=context)
+        try:
+            plaintext = AESGCM(key).decrypt(
+                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(context, sender, site)
+            )
+        except Exception as error:  # InvalidTag: forged, replayed or misrouted
+            raise SecureAggregationError(f"the share from site {sender!r} does not authenticate") from error
+        out[sender] = plaintext[:SHARE_BYTES] if sender in alive else plaintext[SHARE_BYTES:]
+    return out
+
+
+def unmask_sum(
+    masked_sum: np.ndarray,
+    *,
+    responses: Mapping[str, Mapping[str, bytes]],
+    roster: Mapping[str, PublicKeys],
+    survivors: Iterable[str],
+    threshold: int,
+    context: bytes,
+    members: Iterable[str] | None = None,
+) -> np.ndarray:
+    """Phase 4 at the coordinator: the survivors' plain fixed-point sum from their masked sum.
+
+    `responses` maps each answering site to the shares it revealed (sender -> share bytes);
+    `members` are the sites that masked (completed phase 2; default: the whole roster).
+    """
+    alive = sorted(set(survivors))
+    maskers = set(roster if members is None else members)
+    indices = holder_indices(roster)
+    total = np.asarray(masked_sum, dtype=np.uint64).copy()
+
+    def rebuild(sender: str) -> bytes:
+        shares = [
+            (indices[holder], revealed[sender])
+            for holder, revealed in responses.items()
+            if sender in revealed
+        ]
+        if len(shares) < threshold:
+            raise SecureAggregationError(
+                f"only {len(shares)} share(s) of site {sender!r}'s secret came back; {threshold} are needed"
+            )
+        return combine_shares(shares, threshold=threshold)
+
+    for site in alive:
+        total = total - expand_mask(rebuild(site), total.size)
+    for dropped in sorted(maskers - set(alive)):
+        mask_key = rebuild(dropped)
+        for site in alive:
+            pairwise = expand_mask(
+                _agree(mask_key, roster[site].mask, purpose=b"mask", context=context), total.size
+            )
+            # The survivor added +mask when its name sorts before the dropped site's.
+            total = total - pairwise if site < dropped else total + pairwise
+    return total
