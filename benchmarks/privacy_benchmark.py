@@ -3,8 +3,9 @@
 For heart disease and finance: FedAvg without DP, then central DP-FedAvg with the noise
 multiplier that spends exactly epsilon in {0.5, 1, 4, 8} (delta 1e-5, all sites every round)
 over the domain's rounds, computed with Opacus's RDP accountant. Reported: the mean over sites
-of hold-out ROC AUC, balanced accuracy and accuracy, and the attacks' AUC (loss threshold and
-calibrated loss; mean over sites), mean ± sd over seeds.
+of hold-out ROC AUC, balanced accuracy and accuracy, and the attacks' AUC (loss threshold,
+calibrated loss, LiRA with 8 shadow models per site) and LiRA's TPR at 1 % FPR (mean over
+sites), mean ± sd over seeds.
 
     .venv/bin/python benchmarks/privacy_benchmark.py --seeds 3 [--clip-norm 0.5] [--markdown out.md]
     .venv/bin/python benchmarks/privacy_benchmark.py --dp-sgd --domains healthcare --seeds 3
@@ -35,7 +36,15 @@ from strategies_benchmark import markdown  # noqa: E402
 from domains import load_domain  # noqa: E402
 from fedflow.config import DPSGDConfig, PrivacyConfig  # noqa: E402
 
-METRICS = ["roc_auc", "balanced_accuracy", "accuracy", "mia_loss_auc", "mia_calibrated_auc"]
+METRICS = [
+    "roc_auc",
+    "balanced_accuracy",
+    "accuracy",
+    "mia_loss_auc",
+    "mia_calibrated_auc",
+    "mia_lira_auc",
+    "mia_lira_tpr_at_1fpr",
+]
 EPSILONS = (0.5, 1.0, 4.0, 8.0)
 DELTA = 1e-5
 

@@ -165,6 +165,12 @@ class FederationConfig(BaseModel):
         description="After training, each site runs membership-inference attacks on the final model "
         "(its training rows against its hold-out) and reports the attack AUC and TPR at 1 % FPR.",
     )
+    audit_shadow_models: int = Field(
+        default=8,
+        ge=0,
+        description="Shadow models each site trains for the likelihood-ratio (LiRA) attack of the audit "
+        "(even; 0 runs only the loss-based attacks).",
+    )
     personalization_steps: int = Field(
         default=0,
         ge=0,
@@ -225,6 +231,13 @@ class FederationConfig(BaseModel):
                 "sees an individual update; bound the updates at the sites with privacy.clip_norm instead"
             )
         return self
+
+    @field_validator("audit_shadow_models")
+    @classmethod
+    def _even_shadows(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"audit_shadow_models must be even (each row is IN half of them), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _round_minimum_fits(self) -> "FederationConfig":

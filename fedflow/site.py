@@ -18,9 +18,10 @@ from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, predict, train_local
 from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
-from fedflow.privacy.audit import membership_audit
+from fedflow.privacy.audit import attack_metrics, membership_audit
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.privacy.dp_sgd import site_epsilon, train_local_dp_sgd
+from fedflow.privacy.lira import confidence_from_losses, lira_scores, shadow_memberships
 from fedflow.secure_aggregation.masking import SecureRoundPlan, masked_payload
 from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.seeding import derive_seed
@@ -273,11 +274,18 @@ def local_audit_step(
     reference_payload: bytes,
     train: tuple[np.ndarray, np.ndarray],
     holdout: tuple[np.ndarray, np.ndarray],
+    shadow_models: int = 0,
+    shadow_config: LocalTrainConfig | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Membership-inference audit of the final model on the site's own rows; only scores leave."""
+    """Membership-inference audit of the final model on the site's own rows; only scores leave.
+
+    With `shadow_models` > 0 the site also runs LiRA: that many shadow models trained from the
+    reference (round-0) weights with `shadow_config`, each on a random half of its rows.
+    """
     task = get_task(spec.task)
-    losses = {}
-    for name, payload in (("final", final_payload), ("reference", reference_payload)):
+
+    def model_from(payload: bytes) -> torch.nn.Module:
         model, _ = build_global_model(
             factory,
             input_dim=train[0].shape[1],
@@ -285,13 +293,40 @@ def local_audit_step(
             options=spec.model,
             weights_payload=payload,
         )
+        return model
+
+    losses = {}
+    for name, payload in (("final", final_payload), ("reference", reference_payload)):
+        model = model_from(payload)
         losses[name] = [task.example_losses(y, predict(model, x, task)) for x, y in (train, holdout)]
-    return membership_audit(
+    out = membership_audit(
         member_losses=losses["final"][0],
         nonmember_losses=losses["final"][1],
         member_reference_losses=losses["reference"][0],
         nonmember_reference_losses=losses["reference"][1],
     )
+    if shadow_models:
+        classification = spec.task != "regression"
+        features = np.concatenate([train[0], holdout[0]])
+        labels = np.concatenate([train[1], holdout[1]])
+        memberships = shadow_memberships(len(labels), shadow_models, derive_seed(seed, "lira"))
+        stats = []
+        for index, chosen in enumerate(memberships):
+            shadow = model_from(reference_payload)
+            train_local(
+                shadow,
+                features[chosen],
+                labels[chosen],
+                task=task,
+                config=shadow_config or LocalTrainConfig(),
+                seed=derive_seed(seed, "lira-shadow", index),
+            )
+            shadow_losses = task.example_losses(labels, predict(shadow, features, task))
+            stats.append(confidence_from_losses(shadow_losses, classification=classification))
+        target = confidence_from_losses(np.concatenate(losses["final"]), classification=classification)
+        is_member = np.concatenate([np.ones(len(train[1])), np.zeros(len(holdout[1]))])
+        out.update(attack_metrics("lira", is_member, lira_scores(target, np.stack(stats), memberships)))
+    return out
 
 
 def local_evaluate_step(

@@ -171,12 +171,22 @@ def _privatise(
 
 
 def _membership_audit(
-    domain, sites, final_payload, reference_payload, common, logger
+    domain, sites, final_payload, reference_payload, common, logger, config
 ) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
     """Every site attacks the final model with its own rows; a failing site is left out."""
+    # Shadow models see the site's rows about as often as the federation did (capped for time).
+    shadow_config = config.local.model_copy(
+        update={"epochs": min(config.rounds * config.local.epochs, 30), "dp_sgd": None}
+    )
     futures = {
         site: audit_site.submit(
-            domain, site, final_payload=final_payload, reference_payload=reference_payload, **common
+            domain,
+            site,
+            final_payload=final_payload,
+            reference_payload=reference_payload,
+            shadow_models=config.audit_shadow_models,
+            shadow_config=shadow_config,
+            **common,
         )
         for site in sites
     }
@@ -559,13 +569,17 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
 
     audit: dict[str, dict[str, float]] = {}
     if config.audit and completed > 0:
-        audit = _membership_audit(domain, eligible, encode(global_weights), reference_payload, common, logger)
+        audit = _membership_audit(
+            domain, eligible, encode(global_weights), reference_payload, common, logger, config
+        )
         flat = {f"audit/{site}/{k}": v for site, values in audit.items() for k, v in values.items()}
         for key in (
             "mia_loss_auc",
             "mia_calibrated_auc",
             "mia_loss_tpr_at_1fpr",
             "mia_calibrated_tpr_at_1fpr",
+            "mia_lira_auc",
+            "mia_lira_tpr_at_1fpr",
         ):
             values = [v[key] for v in audit.values()]
             if values:

@@ -263,6 +263,8 @@ def audit_site(
     preprocessor: Preprocessor,
     holdout_fraction: float,
     seed: int,
+    shadow_models: int = 0,
+    shadow_config: LocalTrainConfig | None = None,
 ) -> dict[str, float]:
     """Membership-inference audit of the final model against this site's rows."""
     domain = _domain(domain_name)
@@ -273,6 +275,9 @@ def audit_site(
         reference_payload=reference_payload,
         train=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train"),
         holdout=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout"),
+        shadow_models=shadow_models,
+        shadow_config=shadow_config,
+        seed=derive_seed(seed, "audit", site),
     )
 
 

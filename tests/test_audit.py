@@ -38,3 +38,73 @@ def test_a_memorising_model_is_caught_and_a_private_one_is_not() -> None:
     )
     assert abs(blind["mia_loss_auc"] - 0.5) < 0.05
     assert blind["mia_loss_tpr_at_1fpr"] < 0.05
+
+
+def test_shadow_memberships_put_every_row_in_half_the_shadows() -> None:
+    from fedflow.privacy.lira import shadow_memberships
+
+    memberships = shadow_memberships(rows=50, shadows=8, seed=0)
+    assert memberships.shape == (8, 50) and (memberships.sum(axis=0) == 4).all()
+    assert not np.array_equal(memberships[0], memberships[1])
+    with pytest.raises(ValueError, match="even"):
+        shadow_memberships(rows=5, shadows=3, seed=0)
+
+
+def test_lira_sees_through_row_difficulty_where_the_loss_threshold_cannot() -> None:
+    from fedflow.privacy.audit import attack_metrics
+    from fedflow.privacy.lira import lira_scores, shadow_memberships
+
+    rng = np.random.default_rng(1)
+    rows, shadows = 400, 16
+    difficulty = rng.normal(0.0, 3.0, size=rows)  # some rows are simply easy, members or not
+    memberships = shadow_memberships(rows, shadows, seed=2)
+    stats = difficulty + np.where(memberships, 1.0, 0.0) + rng.normal(0, 0.2, size=(shadows, rows))
+    is_member = np.arange(rows) < rows // 2
+    target = difficulty + np.where(is_member, 1.0, 0.0) + rng.normal(0, 0.2, size=rows)
+    lira = attack_metrics("lira", is_member, lira_scores(target, stats, memberships))
+    threshold = attack_metrics("loss", is_member, target)  # higher confidence = member
+    assert lira["mia_lira_auc"] > 0.95 and threshold["mia_loss_auc"] < 0.7
+    assert lira["mia_lira_tpr_at_1fpr"] > 0.5
+    # A model that does not depend on membership gives the attacker nothing.
+    blind = difficulty + rng.normal(0, 0.2, size=rows)
+    assert (
+        abs(attack_metrics("lira", is_member, lira_scores(blind, stats, memberships))["mia_lira_auc"] - 0.5)
+        < 0.1
+    )
+
+
+def test_lira_at_a_real_site_catches_a_memorising_model(healthcare) -> None:  # type: ignore[no-untyped-def]
+    from fedflow.config import LocalTrainConfig
+    from fedflow.local import train_local
+    from fedflow.params import encode, get_weights
+    from fedflow.rounds import initial_weights
+    from fedflow.site import LocalSite, build_global_model, local_audit_step
+    from fedflow.tabular import fit_preprocessor
+    from fedflow.tasks import get_task
+
+    spec = healthcare.spec
+    local = LocalSite.load(
+        name="cleveland", spec=spec, path=healthcare.site_path("cleveland"), holdout_fraction=0.5, seed=0
+    )
+    preprocessor = fit_preprocessor(local.statistics(), spec)
+    train, holdout = local.arrays(preprocessor, "train"), local.arrays(preprocessor, "holdout")
+    dims = {"input_dim": train[0].shape[1], "output_dim": 1, "options": spec.model}
+    reference = encode(initial_weights(healthcare.build_model, seed=0, **dims))
+    scores = {}
+    for epochs in (2, 200):
+        model, _ = build_global_model(healthcare.build_model, weights_payload=reference, **dims)
+        config = LocalTrainConfig(epochs=epochs, learning_rate=0.1)
+        train_local(model, *train, task=get_task("binary"), config=config, seed=1)
+        scores[epochs] = local_audit_step(
+            spec=spec,
+            factory=healthcare.build_model,
+            final_payload=encode(get_weights(model)),
+            reference_payload=reference,
+            train=train,
+            holdout=holdout,
+            shadow_models=8,
+            shadow_config=config,
+            seed=0,
+        )
+    assert scores[200]["mia_lira_auc"] > 0.65 > scores[2]["mia_lira_auc"]
+    assert scores[200]["mia_lira_auc"] > scores[200]["mia_loss_auc"]

@@ -22,6 +22,14 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr_target: float = 0.01)
     return float(allowed.max()) if allowed.size else 0.0
 
 
+def attack_metrics(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """`mia_<name>_auc` and `mia_<name>_tpr_at_1fpr` of one attack's scores (higher = member)."""
+    return {
+        f"mia_{name}_auc": float(roc_auc_score(labels, scores)),
+        f"mia_{name}_tpr_at_1fpr": tpr_at_fpr(labels, scores),
+    }
+
+
 def membership_audit(
     *,
     member_losses: np.ndarray,
@@ -33,8 +41,4 @@ def membership_audit(
     labels = np.concatenate([np.ones(len(member_losses)), np.zeros(len(nonmember_losses))])
     loss = np.concatenate([member_losses, nonmember_losses])
     reference = np.concatenate([member_reference_losses, nonmember_reference_losses])
-    out: dict[str, float] = {}
-    for name, score in (("loss", -loss), ("calibrated", reference - loss)):
-        out[f"mia_{name}_auc"] = float(roc_auc_score(labels, score))
-        out[f"mia_{name}_tpr_at_1fpr"] = tpr_at_fpr(labels, score)
-    return out
+    return {**attack_metrics("loss", labels, -loss), **attack_metrics("calibrated", labels, reference - loss)}
