@@ -39,13 +39,15 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _parse_options(pairs: list[str] | None) -> dict[str, float | int | str | bool]:
+def _parse_options(
+    pairs: list[str] | None, flag: str = "--strategy-option"
+) -> dict[str, float | int | str | bool]:
     """`mu=0.1` style options: numbers and true/false parsed, the rest kept as text."""
     options: dict[str, float | int | str | bool] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise _fail(f"--strategy-option expects KEY=VALUE, got {pair!r}")
+            raise _fail(f"{flag} expects KEY=VALUE, got {pair!r}")
         value: float | int | str | bool = text
         if text.lower() in ("true", "false"):
             value = text.lower() == "true"
@@ -105,6 +107,11 @@ def run(
         float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
     ] = None,
     dp_sgd_clip: Annotated[float, typer.Option(help="DP-SGD: per-example gradient norm bound.")] = 1.0,
+    codec: Annotated[str | None, typer.Option(help="Uplink compression: none, fp16, int8 or topk.")] = None,
+    codec_option: Annotated[
+        list[str] | None,
+        typer.Option("--codec-option", help="Codec option KEY=VALUE, e.g. fraction=0.02 (repeatable)."),
+    ] = None,
     secure_aggregation: Annotated[
         bool | None,
         typer.Option(
@@ -168,6 +175,10 @@ def run(
         "target_epsilon": target_epsilon,
     }
     defaults["privacy"].update({k: v for k, v in privacy.items() if v is not None})
+    if codec is not None:
+        defaults["compression"] = {"codec": codec, "options": _parse_options(codec_option, "--codec-option")}
+    elif codec_option:
+        defaults["compression"]["options"].update(_parse_options(codec_option, "--codec-option"))
     secure = {"enabled": secure_aggregation, "max_dropouts": max_dropouts}
     defaults["secure_aggregation"].update({k: v for k, v in secure.items() if v is not None})
     if strategy is not None:

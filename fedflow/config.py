@@ -108,6 +108,24 @@ class PrivacyConfig(BaseModel):
     )
 
 
+class CompressionConfig(BaseModel):
+    """The uplink codec: how sites compress their deltas (see fedflow.compression)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    codec: str = Field(default="none", description="none, fp16, int8 or topk.")
+    options: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Codec options, e.g. topk: fraction, values, error_feedback."
+    )
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> "CompressionConfig":
+        from fedflow.compression import build_codec
+
+        build_codec(self.codec, self.options)
+        return self
+
+
 class SecureAggregationConfig(BaseModel):
     """Secure aggregation (Bonawitz et al. 2017): the coordinator sees only the sum of the updates."""
 
@@ -156,6 +174,7 @@ class FederationConfig(BaseModel):
     authentication: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
 
     attack: AttackConfig | None = Field(
         default=None, description="Simulation only: sites that misbehave, for robustness experiments."
@@ -224,6 +243,12 @@ class FederationConfig(BaseModel):
             raise ValueError(
                 f"secure aggregation cannot be combined with strategy {self.strategy.name!r}: {why}; "
                 f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
+            )
+        if self.compression.codec != "none":
+            raise ValueError(
+                f"compression codec {self.compression.codec!r} cannot be combined with secure aggregation: "
+                "masks are added to dense fixed-point vectors, so a sparse or quantised payload would be "
+                "masked back to full size; use codec 'none'"
             )
         if self.checks.max_update_norm is not None:
             raise ValueError(

@@ -99,3 +99,21 @@ def add(left: Mapping[str, np.ndarray], right: Mapping[str, np.ndarray]) -> Name
 def count_parameters(arrays: Mapping[str, np.ndarray]) -> int:
     """Number of scalar values in the arrays."""
     return int(sum(a.size for a in arrays.values()))
+
+
+def flatten(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """All arrays in name order as one float64 vector."""
+    return np.concatenate([np.asarray(arrays[name], dtype=np.float64).ravel() for name in sorted(arrays)])
+
+
+def unflatten(vector: np.ndarray, like: Mapping[str, np.ndarray]) -> NamedArrays:
+    """The inverse of `flatten`, shaped and typed like `like`."""
+    out: NamedArrays = {}
+    offset = 0
+    for name in sorted(like):
+        template = np.asarray(like[name])
+        out[name] = vector[offset : offset + template.size].reshape(template.shape).astype(template.dtype)
+        offset += template.size
+    if offset != vector.size:
+        raise ValueError(f"vector of {vector.size} values does not fit arrays of {offset} values")
+    return out

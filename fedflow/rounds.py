@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fedflow.aggregate import l2_norm
+from fedflow.compression import Codec
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
 from fedflow.secure_aggregation.masking import read_masked, update_length
@@ -63,10 +64,12 @@ def check_update(
     max_payload_bytes: int | None = None,
     max_update_norm: float | None = None,
     max_examples: int | None = None,
+    codec: Codec | None = None,
 ) -> DecodedUpdate:
     """Decode a site's update and check size, names, shapes, dtypes, finiteness, norm and count.
 
-    `extras` are the tensor sets the strategy expects besides the delta (each like the weights).
+    `extras` are the tensor sets the strategy expects besides the delta (each like the weights);
+    `codec` restores a compressed delta (its wire format is checked first).
     """
     _check_example_count(update, max_examples)
     if max_payload_bytes is not None and len(update.payload) > max_payload_bytes:
@@ -74,6 +77,11 @@ def check_update(
             f"site {update.site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"
         )
     delta, sent_extras = split_payload(decode(update.payload))
+    if codec is not None:
+        try:
+            delta = codec.decompress(delta, like=global_weights)
+        except PayloadError as error:
+            raise PayloadError(f"site {update.site!r}: {error}") from error
     check_compatible(delta, global_weights)
     if sorted(sent_extras) != sorted(extras):
         raise PayloadError(

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from fedflow.attacks import AttackConfig, SimulatedDropout, flip_labels, poison_delta
+from fedflow.compression import Codec
 from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
 from fedflow.local import evaluate_local, predict, train_local
@@ -33,6 +34,9 @@ from fedflow.tasks import TaskKind, get_task
 from fedflow.update import SiteUpdate
 
 ModelFactory = Callable[..., torch.nn.Module]
+
+# Site state a codec keeps between rounds: what error feedback has not sent yet.
+UPLINK_RESIDUAL = "uplink_residual"
 
 
 def read_site_data(path: Path, spec: DomainSpec, *, site: str, simulated: bool) -> pd.DataFrame:
@@ -157,6 +161,7 @@ def local_train_step(
     privacy: PrivacyConfig | None = None,
     sites_in_round: int = 1,
     masking: tuple[SiteSecrets, SecureRoundPlan] | None = None,
+    codec: Codec | None = None,
 ) -> LocalStepResult:
     """Train the global model on the site's rows; return the encoded delta and the site's state.
 
@@ -166,6 +171,8 @@ def local_train_step(
     (experiments only) makes this site misbehave as configured. With `privacy`, the delta is
     clipped to its norm bound and, in distributed mode, gets this site's share of the noise.
     With `masking` = (this round's secrets, plan) the payload is the weighted delta, masked.
+    With `codec` the delta is compressed; a codec's residual (error feedback) stays in the
+    site's state under `uplink_residual`.
     """
     settings = dict(settings or {})
     task = get_task(spec.task)
@@ -238,6 +245,15 @@ def local_train_step(
             )
             delta = add_gaussian_noise(delta, std=std, seed=derive_seed(seed, "dp", round_number, site))
     sent = dict(delta)
+    if codec is not None and masking is None:
+        previous = (site_state or {}).get(UPLINK_RESIDUAL)
+        sent, residual = codec.compress(
+            delta,
+            residual={} if previous is None else {"residual": previous},
+            seed=derive_seed(seed, "codec", round_number, site),
+        )
+        if "residual" in residual:
+            private_state[UPLINK_RESIDUAL] = residual["residual"]
     new_state: NamedArrays = {**(site_state or {}), **private_state}
     if scaffold:
         # With momentum an SGD step moves lr / (1 - momentum) per unit gradient, not lr.
@@ -251,7 +267,7 @@ def local_train_step(
             lr=effective_lr,
         )
         new_state = {**new_state, **controls}
-        sent = join_payload(delta, {CONTROL_DELTA: control_delta})
+        sent = join_payload(sent, {CONTROL_DELTA: control_delta})
     update = SiteUpdate(
         site=site,
         round=round_number,

@@ -23,6 +23,7 @@ from fedflow.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from fedflow.compression import build_codec
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError
 from fedflow.local import balanced_class_weights
@@ -259,6 +260,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
     )
     reference_payload = encode(global_weights)  # the round-0 model: the audit's reference
     strategy = build_strategy(config.strategy.name, config.strategy.options)
+    codec = build_codec(config.compression.codec, config.compression.options)
     first_round = 1
     history: list[dict[str, float]] = []
     if resumed is not None:
@@ -361,6 +363,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 privacy=config.privacy,
                 sites_in_round=len(chosen),
                 secure=secure_round.plan if secure_round is not None else None,
+                compression=config.compression,
                 **common,
             )
             for site in trainers
@@ -370,6 +373,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         masked: dict[str, tuple[np.ndarray, int]] = {}
         reported: dict[str, tuple[dict[str, float], int]] = {}  # each contributor's metrics and examples
         bytes_received = 0
+        dense_bytes = accepted_bytes = 0  # accepted deltas uncompressed, and as sent
         for site, future in train_futures.items():
             try:
                 update: SiteUpdate = future.result()
@@ -402,8 +406,11 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                             max_payload_bytes=config.checks.max_payload_bytes,
                             max_update_norm=config.checks.max_update_norm,
                             max_examples=train_rows.get(site),
+                            codec=codec,
                         )
                     )
+                    dense_bytes += len(encode(accepted[-1].delta))
+                    accepted_bytes += len(update.payload)
                 reported[site] = (dict(update.metrics), update.num_examples)
                 last_accepted[site] = round_number
             except FedflowError as error:
@@ -475,6 +482,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
             "train/loss": train_loss,
             "comm/bytes_sent": float(bytes_sent),
             "comm/bytes_received": float(bytes_received),
+            "comm/uplink_compression": dense_bytes / accepted_bytes if accepted_bytes else 1.0,
             "sites/participants": float(len(reported)),
             "sites/dropped": float(len(dropped)),
         }

@@ -18,13 +18,21 @@ from domains import Domain, load_domain
 from domains.yaml_files import load_site_mapping
 from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
-from fedflow.config import LocalTrainConfig, PrivacyConfig
+from fedflow.compression import build_codec
+from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
 from fedflow.secure_aggregation.masking import SecureRoundPlan
 from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, reveal_shares, share_secrets
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_private_key, sign_update
-from fedflow.site import LocalSite, local_audit_step, local_evaluate_step, local_train_step, read_site_data
+from fedflow.site import (
+    UPLINK_RESIDUAL,
+    LocalSite,
+    local_audit_step,
+    local_evaluate_step,
+    local_train_step,
+    read_site_data,
+)
 from fedflow.site_state import (
     forget_round_secrets,
     load_round_secrets,
@@ -56,6 +64,10 @@ class _SiteState:
 
 
 _STATE = _SiteState()
+
+
+# Private state that continues from the latest round trained, accepted or not.
+_LATEST_STATE = ("dp_sgd_steps", UPLINK_RESIDUAL)
 
 
 @functools.cache
@@ -211,6 +223,7 @@ def train_site(
     privacy: PrivacyConfig | None = None,
     sites_in_round: int = 1,
     secure: SecureRoundPlan | None = None,
+    compression: CompressionConfig | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
@@ -221,9 +234,9 @@ def train_site(
     # even if the coordinator dropped the update).
     private = load_site_state(state_root(), federation_id, site, before_round=accepted_round + 1) or {}
     latest = load_site_state(state_root(), federation_id, site, before_round=round_number) or {}
-    private = {k: v for k, v in private.items() if k != "dp_sgd_steps"}
-    if "dp_sgd_steps" in latest:
-        private["dp_sgd_steps"] = latest["dp_sgd_steps"]
+    # So does the codec's residual: what the site computed but has not sent yet.
+    private = {k: v for k, v in private.items() if k not in _LATEST_STATE}
+    private.update({k: latest[k] for k in _LATEST_STATE if k in latest})
     result = local_train_step(
         site=site,
         round_number=round_number,
@@ -241,6 +254,7 @@ def train_site(
         privacy=privacy,
         sites_in_round=sites_in_round,
         masking=None if secure is None else (_round_secrets(federation_id, site, round_number), secure),
+        codec=None if compression is None else build_codec(compression.codec, compression.options),
     )
     if result.site_state:
         save_site_state(state_root(), federation_id, site, round_number, result.site_state)

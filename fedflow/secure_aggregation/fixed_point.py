@@ -5,34 +5,13 @@ modulo 2^64, which is the group the masks live in. The sum of n encodings decode
 of the values within n * 2^-(fraction_bits + 1) per coordinate.
 """
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from fedflow.errors import FedflowError
-from fedflow.params import NamedArrays
 
 
 class FixedPointRangeError(FedflowError):
     """A value too large to be summed without wrapping around the field."""
-
-
-def flatten(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """All arrays in name order as one float64 vector."""
-    return np.concatenate([np.asarray(arrays[name], dtype=np.float64).ravel() for name in sorted(arrays)])
-
-
-def unflatten(vector: np.ndarray, like: Mapping[str, np.ndarray]) -> NamedArrays:
-    """The inverse of `flatten`, shaped and typed like `like`."""
-    out: NamedArrays = {}
-    offset = 0
-    for name in sorted(like):
-        template = np.asarray(like[name])
-        out[name] = vector[offset : offset + template.size].reshape(template.shape).astype(template.dtype)
-        offset += template.size
-    if offset != vector.size:
-        raise ValueError(f"vector of {vector.size} values does not fit arrays of {offset} values")
-    return out
 
 
 def encode_fixed_point(values: np.ndarray, *, fraction_bits: int, max_summands: int) -> np.ndarray:

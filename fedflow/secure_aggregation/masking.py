@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedflow.errors import PayloadError
-from fedflow.params import NamedArrays, decode, encode
-from fedflow.secure_aggregation.fixed_point import decode_fixed_point, encode_fixed_point, flatten, unflatten
+from fedflow.params import NamedArrays, decode, encode, flatten, unflatten
+from fedflow.secure_aggregation.fixed_point import decode_fixed_point, encode_fixed_point
 from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, mask_update
 
 MASKED = "masked"
