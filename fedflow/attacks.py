@@ -30,7 +30,7 @@ def poison_delta(delta: NamedArrays, *, kind: AttackKind, scale: float, seed: in
     """What a model-poisoning site sends instead of its honest delta."""
     if kind == "gaussian":
         rng = np.random.default_rng(seed)
-        return {k: rng.normal(0.0, scale, size=v.shape).astype(v.dtype) for k, v in delta.items()}
+        return {k: rng.normal(0.0, scale, size=delta[k].shape).astype(delta[k].dtype) for k in sorted(delta)}
     if kind == "sign_flip":
         return {k: (-scale * v).astype(v.dtype) for k, v in delta.items()}
     if kind == "scaled":

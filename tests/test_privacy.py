@@ -28,6 +28,15 @@ def test_clip_and_noise() -> None:
     assert np.array_equal(noisy, add_gaussian_noise(big, std=0.5, seed=1)["w"])
 
 
+def test_noise_does_not_depend_on_the_order_of_the_names() -> None:
+    # Decoded payloads come back in varying key order; the same seed must give the same noise.
+    forward = {"a": np.zeros(3, np.float32), "b": np.zeros(2, np.float32)}
+    backward = {"b": np.zeros(2, np.float32), "a": np.zeros(3, np.float32)}
+    one, two = add_gaussian_noise(forward, std=1.0, seed=7), add_gaussian_noise(backward, std=1.0, seed=7)
+    for name in forward:
+        np.testing.assert_array_equal(one[name], two[name])
+
+
 def test_accountant_matches_opacus_and_grows() -> None:
     ours = PrivacyAccountant(delta=1e-5)
     reference = RDPAccountant()

@@ -26,7 +26,8 @@ def clip_delta(delta: NamedArrays, clip_norm: float) -> NamedArrays:
 def add_gaussian_noise(delta: NamedArrays, *, std: float, seed: int) -> NamedArrays:
     """The delta plus independent N(0, std^2) noise on every value (seeded)."""
     rng = np.random.default_rng(seed)
+    # Draw in name order: decoded payloads do not keep one key order, and the draws must not depend on it.
     return {
-        name: (value + rng.normal(0.0, std, size=value.shape)).astype(value.dtype)
-        for name, value in delta.items()
+        name: (delta[name] + rng.normal(0.0, std, size=delta[name].shape)).astype(delta[name].dtype)
+        for name in sorted(delta)
     }
