@@ -526,6 +526,59 @@ def keys_list(
     console.print(table)
 
 
+site_app = typer.Typer(help="Run a site of a cross-silo federation on this machine.")
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("serve")
+def site_serve(
+    domain: Annotated[str, typer.Option(help="The domain (template) the federation uses.")],
+    site: Annotated[str, typer.Option(help="This site's name in the domain.")],
+    data: Annotated[Path, typer.Option(help="This site's data file (CSV or Parquet); never sent anywhere.")],
+    keys_dir: Annotated[
+        Path | None, typer.Option(help="Folder of this site's signing key (`fedflow keys new`).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Folder for this site's private state (default ./.fedflow).")
+    ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="fsspec URL of the exchange, as this machine sees it.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Site calls run at the same time.")] = 4,
+) -> None:
+    """Serve this site's deployment (`fedflow-site/<domain>-<site>`) on the Prefect API in PREFECT_API_URL.
+
+    The coordinator starts its runs with `run_deployment`; each run reads its request from the
+    exchange, works on the local data file, and writes back only what may cross the site boundary.
+    """
+    from domains import available_domains, load_domain
+
+    if domain not in available_domains():
+        raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
+    loaded = load_domain(domain)
+    if site not in loaded.spec.site_names:
+        raise _fail(f"--site: {domain} has no site {site!r}; its sites are {loaded.spec.site_names}")
+    if not data.is_file():
+        raise _fail(f"--data: {data} is not a file")
+    environment = {
+        "FEDFLOW_SITE_NAME": site,
+        "FEDFLOW_SITE_DATA": str(data.resolve()),
+        "FEDFLOW_KEYS_DIR": str(keys_dir.resolve()) if keys_dir else None,
+        "FEDFLOW_STATE_DIR": str(state_dir.resolve()) if state_dir else None,
+        "FEDFLOW_EXCHANGE_URL": exchange,
+    }
+    # The runs inherit this process's environment: the data path stays on this machine.
+    os.environ.update({key: value for key, value in environment.items() if value is not None})
+    import flows  # noqa: F401
+    from flows.site_flow import serve_site, site_deployment_name
+
+    name = site_deployment_name(domain, site)
+    console.print(
+        f"serving [bold]{site}[/] of {domain} as deployment fedflow-site/{name}; data stays at {data}"
+    )
+    serve_site(domain, site, limit=limit)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,

@@ -44,8 +44,10 @@ from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
 from flows.secure_round import AGGREGATE_SITE, close_secure_round, open_secure_round
-from flows.site_tasks import audit_site, evaluate_site, prepare_site, train_site
+from flows.site_tasks import SitePreparation, audit_site, evaluate_site, prepare_site, train_site
 from flows.tracking import FederationTracker, registered_model_name, tracking_uri
+from flows.transport import SiteTransport, TransportConfig
+from validation import failure_summary
 
 
 def _sites_table(shared: dict[str, Any], spec: Any) -> pd.DataFrame:
@@ -94,6 +96,8 @@ def federated_training(
     federation: FederationConfig | None = None,
     sites_file: str | None = None,
     run_name: str | None = None,
+    sites: list[str] | None = None,
+    transport: TransportConfig | None = None,
 ) -> FederationResult:
     """Validate every site, agree on preprocessing from aggregates, then run the rounds.
 
@@ -104,6 +108,11 @@ def federated_training(
     """
     logger = get_run_logger()
     loaded = load_domain(domain)
+    site_names = list(sites) if sites else loaded.spec.site_names
+    unknown = sorted(set(site_names) - set(loaded.spec.site_names))
+    if unknown:
+        raise FedflowError(f"sites {unknown} are not sites of {domain}: {loaded.spec.site_names}")
+    site_transport = SiteTransport(transport)
     config = federation if federation is not None else loaded.spec.federation
     federation_id = run_name or f"{domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{config.seed}"
     resumed: Resumed | None = None
@@ -138,7 +147,9 @@ def federated_training(
             tags={"fedflow.federation_id": federation_id, "fedflow.domain": domain},
         )
     try:
-        return _run(loaded, config, federation_id, sites_file, tracker, logger, resumed)
+        return _run(
+            loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, site_transport
+        )
     except BaseException as error:
         # Our own errors say what went wrong without data; others may quote values, so only their type.
         reason = str(error) if isinstance(error, FedflowError) else "see the Prefect log of this run"
@@ -172,7 +183,7 @@ def _privatise(
 
 
 def _membership_audit(
-    domain, sites, final_payload, reference_payload, common, logger, config
+    domain, sites, final_payload, reference_payload, common, logger, config, transport
 ) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
     """Every site attacks the final model with its own rows; a failing site is left out."""
     # Shadow models see the site's rows about as often as the federation did (capped for time).
@@ -180,7 +191,8 @@ def _membership_audit(
         update={"epochs": min(config.rounds * config.local.epochs, 30), "dp_sgd": None}
     )
     futures = {
-        site: audit_site.submit(
+        site: transport.submit(
+            audit_site,
             domain,
             site,
             final_payload=final_payload,
@@ -209,18 +221,37 @@ class Resumed:
     strategy_state: NamedArrays
 
 
-def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) -> FederationResult:  # type: ignore[no-untyped-def]
+def _prepared(site: str, future: Any, logger: Any) -> SitePreparation:
+    """A site's preparation, or an exclusion when its call failed (cross-silo: not deployed, timed out)."""
+    try:
+        return future.result()  # type: ignore[no-any-return]
+    except FedflowError as error:
+        reason = str(error)
+    except Exception as error:
+        reason = f"the site's validation step failed ({type(error).__name__}); see its own log"
+    logger.warning("site %s could not be prepared: %s", site, reason)
+    return SitePreparation(summary=failure_summary(site, reason))
+
+
+def _run(
+    loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, transport
+) -> FederationResult:  # type: ignore[no-untyped-def]
     domain = loaded.name
     spec = loaded.spec
 
     # 1. Every site validates its own data and shares only aggregates.
-    futures = [
-        prepare_site.submit(
-            domain, site, sites_file=sites_file, holdout_fraction=config.holdout_fraction, seed=config.seed
+    futures = {
+        site: transport.submit(
+            prepare_site,
+            domain,
+            site,
+            sites_file=sites_file,
+            holdout_fraction=config.holdout_fraction,
+            seed=config.seed,
         )
-        for site in spec.site_names
-    ]
-    preparations = [future.result() for future in futures]
+        for site in site_names
+    }
+    preparations = [_prepared(site, future, logger) for site, future in futures.items()]
     summaries = [p.summary for p in preparations]
     excluded = {s.site: s.reasons() for s in summaries if not s.success}
     eligible = [p.summary.site for p in preparations if p.summary.success]
@@ -336,6 +367,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         secure_round = (
             open_secure_round(
                 chosen,
+                domain=domain,
+                transport=transport,
                 federation_id=federation_id,
                 round_number=round_number,
                 settings=config.secure_aggregation,
@@ -348,7 +381,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         )
         trainers = list(secure_round.plan.members) if secure_round is not None else chosen
         train_futures = {
-            site: train_site.submit(
+            site: transport.submit(
+                train_site,
                 domain,
                 site,
                 round_number=round_number,
@@ -431,6 +465,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
                 close_secure_round(
                     secure_round,
                     masked,
+                    domain=domain,
+                    transport=transport,
                     federation_id=federation_id,
                     round_number=round_number,
                     global_weights=global_weights,
@@ -449,7 +485,8 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
         # 3. Federated evaluation: every eligible site scores the new global model on its hold-out.
         new_payload = encode(global_weights)
         eval_futures = {
-            site: evaluate_site.submit(
+            site: transport.submit(
+                evaluate_site,
                 domain,
                 site,
                 round_number=round_number,
@@ -578,7 +615,7 @@ def _run(loaded, config, federation_id, sites_file, tracker, logger, resumed) ->
     audit: dict[str, dict[str, float]] = {}
     if config.audit and completed > 0:
         audit = _membership_audit(
-            domain, eligible, encode(global_weights), reference_payload, common, logger, config
+            domain, eligible, encode(global_weights), reference_payload, common, logger, config, transport
         )
         flat = {f"audit/{site}/{k}": v for site, values in audit.items() for k, v in values.items()}
         for key in (

@@ -16,6 +16,7 @@ from fedflow.secure_aggregation.masking import SecureRoundPlan, mean_delta_from_
 from fedflow.secure_aggregation.protocol import PublicKeys, threshold_for, unmask_sum
 from fedflow.update import DecodedUpdate
 from flows.site_tasks import advertise_keys, reveal_for_unmasking, share_keys
+from flows.transport import SiteTransport
 
 AGGREGATE_SITE = "secure-aggregate"
 
@@ -36,6 +37,8 @@ def _failure(error: BaseException) -> str:
 def open_secure_round(
     chosen: list[str],
     *,
+    domain: str,
+    transport: SiteTransport,
     federation_id: str,
     round_number: int,
     settings: SecureAggregationConfig,
@@ -46,7 +49,9 @@ def open_secure_round(
     context = round_context(federation_id, round_number)
     failed: dict[str, str] = {}
     advertised = {
-        site: advertise_keys.submit(site, federation_id=federation_id, round_number=round_number)
+        site: transport.submit(
+            advertise_keys, domain, site, federation_id=federation_id, round_number=round_number
+        )
         for site in chosen
     }
     roster: dict[str, PublicKeys] = {}
@@ -58,7 +63,9 @@ def open_secure_round(
     threshold = threshold_for(len(roster), settings.max_dropouts)
     _require(len(roster), max(min_sites, threshold), round_number, "advertised keys")
     shared = {
-        site: share_keys.submit(
+        site: transport.submit(
+            share_keys,
+            domain,
             site,
             federation_id=federation_id,
             round_number=round_number,
@@ -98,6 +105,8 @@ def close_secure_round(
     opened: OpenedRound,
     masked: dict[str, tuple[np.ndarray, int]],
     *,
+    domain: str,
+    transport: SiteTransport,
     federation_id: str,
     round_number: int,
     global_weights: NamedArrays,
@@ -111,7 +120,9 @@ def close_secure_round(
     survivors = sorted(masked)
     _require(len(survivors), plan.threshold, round_number, "sent a valid masked update")
     futures = {
-        site: reveal_for_unmasking.submit(
+        site: transport.submit(
+            reveal_for_unmasking,
+            domain,
             site,
             federation_id=federation_id,
             round_number=round_number,

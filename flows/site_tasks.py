@@ -6,6 +6,7 @@ the rows stay in a per-site cache that the coordinator never reads.
 
 import dataclasses
 import functools
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,17 @@ def _domain(name: str) -> Domain:
     return load_domain(name)
 
 
+def served_site_data(site: str) -> Path | None:
+    """The data path a `fedflow site serve` process was started with, if it serves this site."""
+    served, data = os.environ.get("FEDFLOW_SITE_NAME"), os.environ.get("FEDFLOW_SITE_DATA")
+    return Path(data) if served == site and data else None
+
+
 def site_data_path(domain: Domain, site: str, sites_file: str | None) -> Path:
-    """The site's own data file: from a sites YAML if given, else from the domain config."""
+    """The site's own data file: where its serve process says, else a sites YAML, else the config."""
+    served = served_site_data(site)
+    if served is not None:
+        return served
     overrides = load_site_mapping(Path(sites_file)) if sites_file else None
     return domain.site_path(site, overrides)
 
@@ -89,7 +99,7 @@ def _scrub(message: str, path: Path) -> str:
 
 @task(name="site-validate", cache_policy=NO_CACHE, task_run_name="validate-{site}")
 def prepare_site(
-    domain_name: str, site: str, *, sites_file: str | None, holdout_fraction: float, seed: int
+    domain_name: str, site: str, *, holdout_fraction: float, seed: int, sites_file: str | None = None
 ) -> SitePreparation:
     """Read the site's file, validate it with GX, split it, and share preprocessing aggregates."""
     domain = _domain(domain_name)
@@ -99,7 +109,8 @@ def prepare_site(
         return SitePreparation(summary=failure_summary(site, str(error)))
     overrides = load_site_mapping(Path(sites_file)) if sites_file else None
     try:
-        frame = read_site_data(path, domain.spec, site=site, simulated=domain.is_simulated(site, overrides))
+        simulated = served_site_data(site) is None and domain.is_simulated(site, overrides)
+        frame = read_site_data(path, domain.spec, site=site, simulated=simulated)
     except (FedflowError, ValueError) as error:
         # The full message, path included, stays in the site's own log; the coordinator gets it scrubbed.
         get_run_logger().error("site %s cannot use its data: %s", site, error)
@@ -138,6 +149,15 @@ def _site_arrays(
         local = _STATE.sites.get((domain_name, site, holdout_fraction, seed))
     if cached is not None:
         return cached
+    if local is None and served_site_data(site) is not None:
+        # A served site runs every call in a fresh process: read its (validated) rows again.
+        domain = _domain(domain_name)
+        frame = read_site_data(served_site_data(site), domain.spec, site=site, simulated=False)  # type: ignore[arg-type]
+        local = LocalSite.from_frame(
+            name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
+        )
+        with _STATE.lock:
+            _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
     if local is None:
         raise FedflowError(f"site {site!r} has not been prepared (validated) in this process")
     arrays = local.arrays(preprocessor, part)
@@ -156,7 +176,7 @@ def _round_secrets(federation_id: str, site: str, round_number: int) -> SiteSecr
 @task(
     name="site-secagg-advertise", cache_policy=NO_CACHE, task_run_name="advertise-{site}-round-{round_number}"
 )
-def advertise_keys(site: str, *, federation_id: str, round_number: int) -> PublicKeys:
+def advertise_keys(domain_name: str, site: str, *, federation_id: str, round_number: int) -> PublicKeys:
     """Secure aggregation, phase 1: fresh key pairs and seed kept on the site's disk; public keys out."""
     secrets = SiteSecrets.generate()
     save_round_secrets(state_root(), federation_id, site, round_number, secrets.to_arrays())
@@ -165,6 +185,7 @@ def advertise_keys(site: str, *, federation_id: str, round_number: int) -> Publi
 
 @task(name="site-secagg-share", cache_policy=NO_CACHE, task_run_name="share-{site}-round-{round_number}")
 def share_keys(
+    domain_name: str,
     site: str,
     *,
     federation_id: str,
@@ -180,6 +201,7 @@ def share_keys(
 
 @task(name="site-secagg-unmask", cache_policy=NO_CACHE, task_run_name="unmask-{site}-round-{round_number}")
 def reveal_for_unmasking(
+    domain_name: str,
     site: str,
     *,
     federation_id: str,

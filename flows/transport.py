@@ -1,0 +1,99 @@
+"""How the coordinator reaches its sites: Prefect tasks in one process, or deployments per site.
+
+Simulation submits the site tasks themselves. Cross-silo submits one coordinator task per site
+call, which writes the request to the exchange, starts the site's deployment with
+`run_deployment` (a subflow of the federation's run), waits at most the round timeout, and
+reads and validates the reply. Either way the coordinator gets a future of the same value.
+"""
+
+import uuid
+from typing import Any, Literal
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.futures import PrefectFuture
+from prefect.states import Cancelling
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedflow.errors import FedflowError
+from flows.exchange import Exchange
+from flows.site_calls import REQUEST, RESPONSE, decode_result, encode_arguments, operation_of
+from flows.site_flow import SITE_FLOW_NAME, site_deployment_name
+
+
+class SiteCallError(FedflowError):
+    """A site's deployment run timed out, failed, or is not deployed."""
+
+
+class TransportConfig(BaseModel):
+    """Where the sites run. It changes how they are reached, never what is computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["simulation", "cross-silo"] = Field(
+        default="simulation",
+        description="simulation: every site is a task of this flow; cross-silo: each site serves its "
+        "own deployment (`fedflow site serve`).",
+    )
+    round_timeout_s: float = Field(
+        default=600.0, gt=0, description="Cross-silo: a site call not finished by then is dropped."
+    )
+    exchange_url: str | None = Field(
+        default=None,
+        description="Cross-silo: fsspec URL of the exchange (default FEDFLOW_EXCHANGE_URL or "
+        ".fedflow/exchange).",
+    )
+    poll_interval_s: float = Field(default=1.0, gt=0, description="Cross-silo: how often to poll a site run.")
+
+
+@task(name="site-call", cache_policy=NO_CACHE, task_run_name="{operation}-{site}")
+def remote_site_call(
+    operation: str, domain: str, site: str, request: bytes, transport: TransportConfig
+) -> Any:
+    """Run one operation on a site's deployment and return its validated reply."""
+    exchange = Exchange(transport.exchange_url)
+    call_id = uuid.uuid4().hex
+    exchange.write(call_id, REQUEST, request)
+    name = f"{SITE_FLOW_NAME}/{site_deployment_name(domain, site)}"
+    try:
+        run = run_deployment(
+            name,
+            parameters={"operation": operation, "call_id": call_id, "exchange_url": exchange.url},
+            timeout=transport.round_timeout_s,
+            poll_interval=transport.poll_interval_s,
+            as_subflow=True,
+        )
+    except Exception as error:
+        raise SiteCallError(
+            f"site {site}: cannot start deployment {name} ({type(error).__name__})"
+        ) from error
+    state = run.state
+    if state is None or not state.is_final():
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(message="fedflow: the round timed out"), force=True)
+        raise SiteCallError(f"site {site} did not finish {operation} within {transport.round_timeout_s:g} s")
+    if not state.is_completed():
+        raise SiteCallError(f"site {site}: its {operation} run ended {state.name}; see the site's own log")
+    return decode_result(operation, exchange.read(call_id, RESPONSE))
+
+
+class SiteTransport:
+    """Submits site tasks locally or to the sites' deployments."""
+
+    def __init__(self, config: TransportConfig | None = None) -> None:
+        self.config = config or TransportConfig()
+
+    @property
+    def cross_silo(self) -> bool:
+        """True when sites run their own deployments."""
+        return self.config.mode == "cross-silo"
+
+    def submit(self, site_task: Any, domain: str, site: str, **arguments: Any) -> PrefectFuture[Any]:
+        """A future of the site task's value, however the site is reached."""
+        if not self.cross_silo:
+            return site_task.submit(domain, site, **arguments)  # type: ignore[no-any-return]
+        operation = operation_of(site_task)
+        request = encode_arguments(operation, {"domain_name": domain, "site": site, **arguments})
+        return remote_site_call.submit(operation, domain, site, request, self.config)
