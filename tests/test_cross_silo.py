@@ -1,0 +1,178 @@
+"""Cross-silo end to end: a real `prefect server start`, three site processes that each see only
+their own data folder, and a coordinator process. Every process started here is stopped here."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from domains import load_domain
+
+SERVED = ["cleveland", "hungary", "switzerland"]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check, seconds: float, what: str, processes: list[subprocess.Popen]) -> None:  # type: ignore[no-untyped-def,type-arg]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"a process exited while waiting for {what}: {process.args}")
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not ready after {seconds} s")
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, list[subprocess.Popen]]]:  # type: ignore[type-arg]
+    """A Prefect server and three served sites, each with only its own data folder."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
+
+    def start(command: list[str], cwd: Path, extra: dict[str, str], log: str) -> subprocess.Popen:  # type: ignore[type-arg]
+        cwd.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp_path / log, "wb")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**env, **extra},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        return process
+
+    try:
+        start(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            tmp_path,
+            {},
+            "server.log",
+        )
+        _wait(
+            lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
+            120,
+            "the Prefect server",
+            processes,
+        )
+        domain = load_domain("healthcare")
+        for site in SERVED:
+            folder = tmp_path / f"site-{site}"
+            (folder / "data").mkdir(parents=True)
+            shutil.copy(domain.site_path(site), folder / "data" / "records.csv")
+            start(
+                [
+                    str(BIN / "fedflow"),
+                    "site",
+                    "serve",
+                    "--domain",
+                    "healthcare",
+                    "--site",
+                    site,
+                    "--data",
+                    str(folder / "data" / "records.csv"),
+                    "--state-dir",
+                    str(folder / "state"),
+                    "--exchange",
+                    str(tmp_path / "exchange"),
+                ],
+                folder,
+                {},
+                f"{site}.log",
+            )
+
+        def deployed() -> bool:
+            names = [f"fedflow-site/healthcare-{site}" for site in SERVED]
+            return all(
+                httpx.get(f"{api}/deployments/name/{name}", timeout=2).status_code == 200 for name in names
+            )
+
+        _wait(deployed, 120, "the site deployments", processes)
+        yield env, tmp_path, processes
+    finally:
+        _stop(processes)
+
+
+def test_three_sites_on_their_own_processes_match_the_simulation(consortium) -> None:  # type: ignore[no-untyped-def]
+    env, root, processes = consortium
+    out = root / "coordinator-out"
+    out.mkdir()
+    coordinator_env = {
+        **env,
+        "FEDFLOW_STATE_DIR": str(root / "coordinator" / "state"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'coordinator' / 'mlflow.db'}",
+        "FEDFLOW_ARTIFACT_ROOT": str(root / "coordinator" / "artifacts"),
+    }
+    (root / "coordinator").mkdir()
+    script = Path(__file__).with_name("cross_silo_coordinator.py")
+    completed = subprocess.run(
+        [sys.executable, str(script), str(out), str(root / "exchange")],
+        cwd=root / "coordinator",
+        env=coordinator_env,
+        capture_output=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["rounds"] == 2 and result["simulation_rounds"] == 2
+    assert list(result["excluded"]) == ["va_long_beach"]  # never served: excluded, and the run went on
+    assert result["participants"] == [3.0, 3.0]
+    weights = np.load(out / "weights.npz")
+    names = [k.split("/", 1)[1] for k in weights.files if k.startswith("cross-silo/")]
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(
+            weights[f"cross-silo/{name}"], weights[f"simulation/{name}"], err_msg=name
+        )
+    # The coordinator never opened a site's data folder, and no site path reached the exchange.
+    site_folders = [str(root / f"site-{site}") for site in SERVED]
+    assert result["opened"], "the audit hook recorded nothing"
+    assert not [path for path in result["opened"] if any(path.startswith(f) for f in site_folders)]
+    for message in (root / "exchange").rglob("*.json"):
+        text = message.read_text()
+        assert not any(folder in text for folder in site_folders), message
+    # Every process this test started is still ours to stop (none died on its own).
+    assert all(process.poll() is None for process in processes)
