@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,9 @@ from fedflow.checkpoint import (
 )
 from fedflow.compression import build_codec
 from fedflow.config import FederationConfig
-from fedflow.errors import FedflowError, InsufficientSitesError
+from fedflow.errors import FedflowError, InsufficientSitesError, PayloadError
 from fedflow.local import balanced_class_weights
-from fedflow.params import NamedArrays, encode
+from fedflow.params import NamedArrays, check_compatible, decode, encode
 from fedflow.privacy.accountant import PrivacyAccountant
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.rounds import check_masked_update, check_update, initial_weights, round_metrics
@@ -45,7 +45,7 @@ from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
 from flows.secure_round import AGGREGATE_SITE, close_secure_round, open_secure_round
 from flows.site_tasks import SitePreparation, audit_site, evaluate_site, prepare_site, train_site
-from flows.tracking import FederationTracker, registered_model_name, tracking_uri
+from flows.tracking import FederationTracker, load_champion, registered_model_name, tracking_uri
 from flows.transport import SiteTransport, TransportConfig
 from validation import failure_summary
 
@@ -98,6 +98,8 @@ def federated_training(
     run_name: str | None = None,
     sites: list[str] | None = None,
     transport: TransportConfig | None = None,
+    start_from: Literal["scratch", "champion"] = "scratch",
+    rounds: int | None = None,
 ) -> FederationResult:
     """Validate every site, agree on preprocessing from aggregates, then run the rounds.
 
@@ -105,6 +107,10 @@ def federated_training(
     data file that replaces the config's mapping (read by the sites, never logged). `run_name`
     is the federation id: if a checkpoint of an unfinished federation with that id exists, the
     run continues from its last completed round in the same MLflow run, with its original config.
+    `sites` limits the run to some of the domain's sites; `transport` says how sites are reached
+    (simulation, or cross-silo deployments); `start_from="champion"` continues from the domain's
+    champion version (its weights and preprocessing) instead of a seeded model; `rounds`
+    overrides the config's number of rounds.
     """
     logger = get_run_logger()
     loaded = load_domain(domain)
@@ -114,6 +120,10 @@ def federated_training(
         raise FedflowError(f"sites {unknown} are not sites of {domain}: {loaded.spec.site_names}")
     site_transport = SiteTransport(transport)
     config = federation if federation is not None else loaded.spec.federation
+    if rounds is not None:
+        if rounds < 1:
+            raise FedflowError(f"rounds must be at least 1, got {rounds}")
+        config = config.model_copy(update={"rounds": rounds})
     federation_id = run_name or f"{domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{config.seed}"
     resumed: Resumed | None = None
     if (checkpoint_dir(federation_id) / STATE_FILE).is_file():
@@ -148,7 +158,16 @@ def federated_training(
         )
     try:
         return _run(
-            loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, site_transport
+            loaded,
+            config,
+            federation_id,
+            sites_file,
+            tracker,
+            logger,
+            resumed,
+            site_names,
+            site_transport,
+            start_from if resumed is None else "scratch",  # a resumed run already has its weights
         )
     except BaseException as error:
         # Our own errors say what went wrong without data; others may quote values, so only their type.
@@ -234,7 +253,7 @@ def _prepared(site: str, future: Any, logger: Any) -> SitePreparation:
 
 
 def _run(
-    loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, transport
+    loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, transport, start_from
 ) -> FederationResult:  # type: ignore[no-untyped-def]
     domain = loaded.name
     spec = loaded.spec
@@ -279,6 +298,12 @@ def _run(
     totals = merge_statistics(shared.values())
     train_rows = {site: stats.rows for site, stats in shared.items()}
     preprocessor = fit_preprocessor(totals, spec)
+    champion = load_champion(domain) if start_from == "champion" else None
+    if champion is not None:
+        # The champion's weights only fit the features its preprocessing produces: keep both.
+        preprocessor = champion.preprocessor
+        tracker.set_tags({"fedflow.continued_from": f"{registered_model_name(domain)}/{champion.version}"})
+        logger.info("continuing from %s version %s", registered_model_name(domain), champion.version)
     tracker.log_json(preprocessor.model_dump(), "preprocessing/preprocessor.json")
     tracker.log_sites_table(_sites_table(shared, spec))
     output_dim = task.output_dim(spec)
@@ -290,6 +315,16 @@ def _run(
         seed=derive_seed(config.seed, "init"),
     )
     reference_payload = encode(global_weights)  # the round-0 model: the audit's reference
+    if champion is not None:
+        continued = decode(champion.weights_payload)
+        try:
+            check_compatible(continued, global_weights)
+        except PayloadError as error:
+            raise FedflowError(
+                f"champion version {champion.version} does not fit the domain's model.py any more ({error}); "
+                "start from scratch"
+            ) from error
+        global_weights = continued
     strategy = build_strategy(config.strategy.name, config.strategy.options)
     codec = build_codec(config.compression.codec, config.compression.options)
     first_round = 1

@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema, TensorSpec
 
+from fedflow.errors import FedflowError
 from fedflow.tabular import Preprocessor, example_frame
 
 PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -252,3 +254,36 @@ class FederationTracker:
         if failure is not None:
             mlflow.set_tag("failure_reason", failure[:4900])
         mlflow.end_run(status="FAILED" if failure is not None else "FINISHED")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The domain's champion model version: its weights (safetensors) and preprocessing."""
+
+    version: str
+    weights_payload: bytes
+    preprocessor: Preprocessor
+
+
+def load_champion(domain: str) -> Champion:
+    """Read the version holding the domain's `champion` alias (weights and preprocessor files only)."""
+    client = MlflowClient()
+    name = registered_model_name(domain)
+    try:
+        holder = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except mlflow.exceptions.MlflowException as error:
+        raise FedflowError(
+            f"{name} has no {CHAMPION_ALIAS!r} version to continue from in {tracking_uri()}; "
+            "run a federation first or start from scratch"
+        ) from error
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{holder.version}", dst_path=folder
+            )
+        )
+        weights = (local / "artifacts" / "weights.safetensors").read_bytes()
+        preprocessor = Preprocessor.model_validate_json(
+            (local / "artifacts" / "preprocessor.json").read_text()
+        )
+    return Champion(version=str(holder.version), weights_payload=weights, preprocessor=preprocessor)

@@ -55,74 +55,82 @@ def _stop(processes: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def consortium(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, list[subprocess.Popen]]]:  # type: ignore[type-arg]
-    """A Prefect server and three served sites, each with only its own data folder."""
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+    """`prefect server start` on 127.0.0.1 with a temporary PREFECT_HOME, stopped at the end."""
+    root = tmp_path_factory.mktemp("cross-silo")
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(root / "prefect-home"),
         "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
-
-    def start(command: list[str], cwd: Path, extra: dict[str, str], log: str) -> subprocess.Popen:  # type: ignore[type-arg]
-        cwd.mkdir(parents=True, exist_ok=True)
-        handle = open(tmp_path / log, "wb")  # noqa: SIM115 (closed with the process)
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env={**env, **extra},
-            stdout=handle,
+    with open(root / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env=env,
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        processes.append(process)
-        return process
+        try:
+            _wait(
+                lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
+                120,
+                "the Prefect server",
+                [server],
+            )
+            yield env, root
+        finally:
+            _stop([server])
+    assert server.poll() is not None
 
+
+@pytest.fixture
+def consortium(
+    prefect_server, tmp_path: Path
+) -> Iterator[tuple[dict[str, str], Path, list[subprocess.Popen]]]:  # type: ignore[no-untyped-def,type-arg]
+    """Three served sites, each with only its own data folder, on the module's Prefect server."""
+    env, _ = prefect_server
+    api = env["PREFECT_API_URL"]
+    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
+    domain = load_domain("healthcare")
     try:
-        start(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            tmp_path,
-            {},
-            "server.log",
-        )
-        _wait(
-            lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
-            120,
-            "the Prefect server",
-            processes,
-        )
-        domain = load_domain("healthcare")
         for site in SERVED:
             folder = tmp_path / f"site-{site}"
             (folder / "data").mkdir(parents=True)
             shutil.copy(domain.site_path(site), folder / "data" / "records.csv")
-            start(
-                [
-                    str(BIN / "fedflow"),
-                    "site",
-                    "serve",
-                    "--domain",
-                    "healthcare",
-                    "--site",
-                    site,
-                    "--data",
-                    str(folder / "data" / "records.csv"),
-                    "--state-dir",
-                    str(folder / "state"),
-                    "--exchange",
-                    str(tmp_path / "exchange"),
-                ],
-                folder,
-                {},
-                f"{site}.log",
-            )
+            with open(tmp_path / f"{site}.log", "wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            str(BIN / "fedflow"),
+                            "site",
+                            "serve",
+                            "--domain",
+                            "healthcare",
+                            "--site",
+                            site,
+                            "--data",
+                            str(folder / "data" / "records.csv"),
+                            "--state-dir",
+                            str(folder / "state"),
+                            "--exchange",
+                            str(tmp_path / "exchange"),
+                        ],
+                        cwd=folder,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
 
         def deployed() -> bool:
             names = [f"fedflow-site/healthcare-{site}" for site in SERVED]
@@ -134,6 +142,7 @@ def consortium(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, list[subp
         yield env, tmp_path, processes
     finally:
         _stop(processes)
+    assert all(process.poll() is not None for process in processes)
 
 
 def test_three_sites_on_their_own_processes_match_the_simulation(consortium) -> None:  # type: ignore[no-untyped-def]
@@ -176,3 +185,51 @@ def test_three_sites_on_their_own_processes_match_the_simulation(consortium) -> 
         assert not any(folder in text for folder in site_folders), message
     # Every process this test started is still ours to stop (none died on its own).
     assert all(process.poll() is None for process in processes)
+
+
+def test_prefect_yaml_deploys_every_deployment(prefect_server) -> None:  # type: ignore[no-untyped-def]
+    env, _ = prefect_server
+    repo = Path(__file__).resolve().parents[1]
+    pools = [
+        "fedflow-coordinator",
+        *(f"fedflow-site-{site}" for site in load_domain("healthcare").spec.site_names),
+    ]
+    for pool in pools:
+        subprocess.run(
+            [str(BIN / "prefect"), "work-pool", "create", pool, "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    completed = subprocess.run(
+        [
+            str(BIN / "prefect"),
+            "--no-prompt",
+            "deploy",
+            "--prefect-file",
+            "deployments/prefect.yaml",
+            "--all",
+        ],
+        cwd=repo,
+        env={**env, "FEDFLOW_HOME": str(repo)},
+        capture_output=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout.decode()[-3000:]
+    api = env["PREFECT_API_URL"]
+    expected = [
+        "federated-training/healthcare",
+        "federated-training/finance",
+        "federated-training/retail",
+        "federated-training/healthcare-continual",
+        *(f"fedflow-site/healthcare-{site}" for site in load_domain("healthcare").spec.site_names),
+    ]
+    found = {name: httpx.get(f"{api}/deployments/name/{name}", timeout=10) for name in expected}
+    assert {name: r.status_code for name, r in found.items()} == dict.fromkeys(expected, 200)
+    continual = found["federated-training/healthcare-continual"].json()
+    assert continual["parameters"]["start_from"] == "champion" and continual["parameters"]["rounds"] == 5
+    assert continual["parameters"]["transport"]["mode"] == "cross-silo"
+    assert continual["work_pool_name"] == "fedflow-coordinator"
+    assert [s["schedule"]["cron"] for s in continual["schedules"]] == ["0 3 * * 1"]
+    assert found["fedflow-site/healthcare-hungary"].json()["work_pool_name"] == "fedflow-site-hungary"
