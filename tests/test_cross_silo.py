@@ -233,3 +233,26 @@ def test_prefect_yaml_deploys_every_deployment(prefect_server) -> None:  # type:
     assert continual["work_pool_name"] == "fedflow-coordinator"
     assert [s["schedule"]["cron"] for s in continual["schedules"]] == ["0 3 * * 1"]
     assert found["fedflow-site/healthcare-hungary"].json()["work_pool_name"] == "fedflow-site-hungary"
+
+    # A site whose pool has no worker never runs: the call gives up at the round timeout.
+    late = subprocess.run(
+        [sys.executable, "-c", _LATE_SITE_CALL], env=env, capture_output=True, timeout=300, cwd=repo
+    )
+    assert b"did not finish evaluate within 3 s" in late.stdout, late.stderr.decode()[-2000:]
+
+
+_LATE_SITE_CALL = """
+import flows
+from prefect import flow
+from flows.transport import SiteCallError, TransportConfig, remote_site_call
+
+@flow
+def call():
+    try:
+        remote_site_call.fn("evaluate", "healthcare", "hungary", b"{}", TransportConfig(
+            mode="cross-silo", round_timeout_s=3, poll_interval_s=0.5))
+    except SiteCallError as error:
+        print(error)
+
+call()
+"""
