@@ -165,7 +165,11 @@ class FederationConfig(BaseModel):
         description="Stop the run when fewer sites than this pass validation or report in a round.",
     )
     holdout_fraction: float = Field(
-        default=0.25, gt=0, lt=1, description="Share of each site's rows kept for its hold-out."
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="Share of each site's rows kept for its hold-out; 0 trains on every row and skips "
+        "federated evaluation and the audit (evaluate the registered models elsewhere).",
     )
     seed: int = Field(default=0, ge=0, description="Seeds the split, the sampling and training.")
     local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)

@@ -103,6 +103,8 @@ class SiteSplit:
 
 def split_site(frame: pd.DataFrame, labels: np.ndarray, *, holdout_fraction: float, seed: int) -> SiteSplit:
     """Seeded hold-out split, stratified by label when every class has at least two rows."""
+    if holdout_fraction == 0:
+        return SiteSplit(train=frame.reset_index(drop=True), holdout=frame.iloc[:0].reset_index(drop=True))
     _, class_counts = np.unique(labels, return_counts=True)
     stratify = labels if len(class_counts) > 1 and class_counts.min() >= 2 else None
     train_idx, holdout_idx = train_test_split(

@@ -531,6 +531,7 @@ def _run(
                 **common,
             )
             for site in eligible
+            if config.holdout_fraction > 0  # without hold-outs there is nothing to score at the sites
         }
         per_site: dict[str, dict[str, float]] = {}
         for site, future in eval_futures.items():
@@ -648,7 +649,7 @@ def _run(
         )
 
     audit: dict[str, dict[str, float]] = {}
-    if config.audit and completed > 0:
+    if config.audit and completed > 0 and config.holdout_fraction > 0:
         audit = _membership_audit(
             domain, eligible, encode(global_weights), reference_payload, common, logger, config, transport
         )

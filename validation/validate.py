@@ -1,5 +1,6 @@
 """Validate a site's frame with a GX 1.x suite built from the domain's expectations."""
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from fedflow.expectations import Expectation
 from validation.summary import CheckResult, ValidationSummary
 
 # GX's ephemeral context is process-wide state and not documented as thread-safe, while sites
-# validate concurrently in simulation; one lock keeps them in turn (validation takes ~50 ms).
+# validate concurrently in simulation; one lock keeps them in turn.
 _LOCK = threading.Lock()
 _CONTEXT: Any = None
 
@@ -104,6 +105,21 @@ def with_check(summary: ValidationSummary, check: CheckResult) -> ValidationSumm
     )
 
 
+# Building a suite costs O(expectations^2) in GX (each addition is compared with the others):
+# build it, and its in-memory data asset, once per process and suite, and only swap the frame.
+_PREPARED: dict[tuple[str, str], tuple[gx.ExpectationSuite, Any]] = {}
+
+
+def _prepared(suite_name: str, expectations: Sequence[Expectation]) -> tuple[gx.ExpectationSuite, Any]:
+    key = (suite_name, json.dumps([(e.type, e.kwargs) for e in expectations], sort_keys=True, default=str))
+    if key not in _PREPARED:
+        suite = build_suite(suite_name, expectations)
+        source = _context().data_sources.add_or_update_pandas("fedflow-sites")
+        asset = source.add_dataframe_asset(name=f"{suite_name}-{len(_PREPARED)}")
+        _PREPARED[key] = (suite, asset.add_batch_definition_whole_dataframe("whole"))
+    return _PREPARED[key]
+
+
 def validate_frame(
     frame: pd.DataFrame,
     expectations: Sequence[Expectation],
@@ -113,14 +129,9 @@ def validate_frame(
 ) -> ValidationSummary:
     """Run the suite on `frame` and reduce GX's result to a summary without raw values."""
     with _LOCK:
-        suite = build_suite(suite_name, expectations)
-        context = _context()
-        source = context.data_sources.add_or_update_pandas(f"site-{site}")
-        asset = source.add_dataframe_asset(name=f"{suite_name}-{len(source.assets)}")
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        suite, batch_definition = _prepared(suite_name, expectations)
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format="SUMMARY")
-        source.delete_asset(asset.name)
     checks = [_check_result(r) for r in result.results]
     return ValidationSummary(site=site, success=bool(result.success), rows=len(frame), checks=checks)
 
