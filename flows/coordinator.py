@@ -209,19 +209,16 @@ def _membership_audit(
     shadow_config = config.local.model_copy(
         update={"epochs": min(config.rounds * config.local.epochs, 30), "dp_sgd": None}
     )
-    futures = {
-        site: transport.submit(
-            audit_site,
-            domain,
-            site,
-            final_payload=final_payload,
-            reference_payload=reference_payload,
-            shadow_models=config.audit_shadow_models,
-            shadow_config=shadow_config,
-            **common,
-        )
-        for site in sites
-    }
+    futures = transport.map(
+        audit_site,
+        domain,
+        list(sites),
+        final_payload=final_payload,
+        reference_payload=reference_payload,
+        shadow_models=config.audit_shadow_models,
+        shadow_config=shadow_config,
+        **common,
+    )
     out: dict[str, dict[str, float]] = {}
     for site, future in futures.items():
         try:
@@ -259,17 +256,14 @@ def _run(
     spec = loaded.spec
 
     # 1. Every site validates its own data and shares only aggregates.
-    futures = {
-        site: transport.submit(
-            prepare_site,
-            domain,
-            site,
-            sites_file=sites_file,
-            holdout_fraction=config.holdout_fraction,
-            seed=config.seed,
-        )
-        for site in site_names
-    }
+    futures = transport.map(
+        prepare_site,
+        domain,
+        site_names,
+        sites_file=sites_file,
+        holdout_fraction=config.holdout_fraction,
+        seed=config.seed,
+    )
     preparations = [_prepared(site, future, logger) for site, future in futures.items()]
     summaries = [p.summary for p in preparations]
     excluded = {s.site: s.reasons() for s in summaries if not s.success}
@@ -415,28 +409,25 @@ def _run(
             else None
         )
         trainers = list(secure_round.plan.members) if secure_round is not None else chosen
-        train_futures = {
-            site: transport.submit(
-                train_site,
-                domain,
-                site,
-                round_number=round_number,
-                global_payload=global_payload,
-                federation_id=federation_id,
-                local_config=config.local,
-                settings=settings,
-                accepted_round=last_accepted.get(site, 0),
-                class_weights=class_weights,
-                attack=config.attack,
-                keys_dir=config.authentication.keys_dir,
-                privacy=config.privacy,
-                sites_in_round=len(chosen),
-                secure=secure_round.plan if secure_round is not None else None,
-                compression=config.compression,
-                **common,
-            )
-            for site in trainers
-        }
+        train_futures = transport.map(
+            train_site,
+            domain,
+            trainers,
+            per_site={site: {"accepted_round": last_accepted.get(site, 0)} for site in trainers},
+            round_number=round_number,
+            global_payload=global_payload,
+            federation_id=federation_id,
+            local_config=config.local,
+            settings=settings,
+            class_weights=class_weights,
+            attack=config.attack,
+            keys_dir=config.authentication.keys_dir,
+            privacy=config.privacy,
+            sites_in_round=len(chosen),
+            secure=secure_round.plan if secure_round is not None else None,
+            compression=config.compression,
+            **common,
+        )
         dropped: dict[str, str] = dict(secure_round.failed) if secure_round is not None else {}
         accepted: list[DecodedUpdate] = []
         masked: dict[str, tuple[np.ndarray, int]] = {}
@@ -519,20 +510,17 @@ def _run(
 
         # 3. Federated evaluation: every eligible site scores the new global model on its hold-out.
         new_payload = encode(global_weights)
-        eval_futures = {
-            site: transport.submit(
-                evaluate_site,
-                domain,
-                site,
-                round_number=round_number,
-                global_payload=new_payload,
-                local_config=config.local,
-                personalization_steps=config.personalization_steps,
-                **common,
-            )
-            for site in eligible
-            if config.holdout_fraction > 0  # without hold-outs there is nothing to score at the sites
-        }
+        # Without hold-outs there is nothing to score at the sites.
+        eval_futures = transport.map(
+            evaluate_site,
+            domain,
+            eligible if config.holdout_fraction > 0 else [],
+            round_number=round_number,
+            global_payload=new_payload,
+            local_config=config.local,
+            personalization_steps=config.personalization_steps,
+            **common,
+        )
         per_site: dict[str, dict[str, float]] = {}
         for site, future in eval_futures.items():
             try:

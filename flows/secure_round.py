@@ -48,12 +48,9 @@ def open_secure_round(
     """Phases 1 and 2: collect the sites' public keys, then route their encrypted shares."""
     context = round_context(federation_id, round_number)
     failed: dict[str, str] = {}
-    advertised = {
-        site: transport.submit(
-            advertise_keys, domain, site, federation_id=federation_id, round_number=round_number
-        )
-        for site in chosen
-    }
+    advertised = transport.map(
+        advertise_keys, domain, chosen, federation_id=federation_id, round_number=round_number
+    )
     roster: dict[str, PublicKeys] = {}
     for site, future in advertised.items():
         try:
@@ -62,19 +59,16 @@ def open_secure_round(
             failed[site] = _failure(error)
     threshold = threshold_for(len(roster), settings.max_dropouts)
     _require(len(roster), max(min_sites, threshold), round_number, "advertised keys")
-    shared = {
-        site: transport.submit(
-            share_keys,
-            domain,
-            site,
-            federation_id=federation_id,
-            round_number=round_number,
-            roster=roster,
-            threshold=threshold,
-            context=context,
-        )
-        for site in roster
-    }
+    shared = transport.map(
+        share_keys,
+        domain,
+        list(roster),
+        federation_id=federation_id,
+        round_number=round_number,
+        roster=roster,
+        threshold=threshold,
+        context=context,
+    )
     inbox: dict[str, dict[str, bytes]] = {site: {} for site in roster}
     members: list[str] = []
     for site, future in shared.items():
@@ -119,19 +113,16 @@ def close_secure_round(
     plan = opened.plan
     survivors = sorted(masked)
     _require(len(survivors), plan.threshold, round_number, "sent a valid masked update")
-    futures = {
-        site: transport.submit(
-            reveal_for_unmasking,
-            domain,
-            site,
-            federation_id=federation_id,
-            round_number=round_number,
-            ciphertexts=opened.inbox[site],
-            plan=plan,
-            survivors=survivors,
-        )
-        for site in survivors
-    }
+    futures = transport.map(
+        reveal_for_unmasking,
+        domain,
+        survivors,
+        per_site={site: {"ciphertexts": opened.inbox[site]} for site in survivors},
+        federation_id=federation_id,
+        round_number=round_number,
+        plan=plan,
+        survivors=survivors,
+    )
     responses: dict[str, dict[str, bytes]] = {}
     for site, future in futures.items():
         try:

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedflow.errors import FedflowError
 from flows.exchange import Exchange
-from flows.site_calls import REQUEST, RESPONSE, decode_result, encode_arguments, operation_of
+from flows.site_calls import REQUEST, RESPONSE, SITE_OPERATIONS, decode_result, encode_arguments, operation_of
 from flows.site_flow import SITE_FLOW_NAME, site_deployment_name
+from flows.site_tasks import prepare_sites
 
 
 class SiteCallError(FedflowError):
@@ -46,6 +47,12 @@ class TransportConfig(BaseModel):
         ".fedflow/exchange).",
     )
     poll_interval_s: float = Field(default=1.0, gt=0, description="Cross-silo: how often to poll a site run.")
+    clients_per_task: int = Field(
+        default=1,
+        ge=1,
+        description="Simulation: sites handled by one Prefect task (for many simulated clients: fewer, "
+        "larger tasks, and one GX validation per batch). Results are the same.",
+    )
 
 
 @task(name="site-call", cache_policy=NO_CACHE, task_run_name="{operation}-{site}")
@@ -79,6 +86,41 @@ def remote_site_call(
     return decode_result(operation, exchange.read(call_id, RESPONSE))
 
 
+@task(name="site-batch", cache_policy=NO_CACHE, task_run_name="{operation}-batch-{first_site}")
+def run_site_batch(
+    operation: str, domain: str, first_site: str, calls: list[tuple[str, dict[str, Any]]]
+) -> dict[str, tuple[bool, Any]]:
+    """Simulation: one site operation for many sites in turn; each site's value or its exception."""
+    if operation == "prepare":
+        arguments = calls[0][1]
+        return {
+            site: (True, preparation)
+            for site, preparation in prepare_sites(domain, [site for site, _ in calls], **arguments).items()
+        }
+    out: dict[str, tuple[bool, Any]] = {}
+    for site, arguments in calls:
+        try:
+            out[site] = (True, SITE_OPERATIONS[operation].fn(domain, site, **arguments))
+        except Exception as error:  # one failing site must not fail its batch
+            out[site] = (False, error)
+    return out
+
+
+class BatchedSiteFuture:
+    """One site's share of a batch task: `.result()` gives its value or raises its exception."""
+
+    def __init__(self, batch: PrefectFuture[dict[str, tuple[bool, Any]]], site: str) -> None:
+        self.batch = batch
+        self.site = site
+
+    def result(self) -> Any:
+        """The site's value (waits for the batch)."""
+        ok, value = self.batch.result()[self.site]
+        if not ok:
+            raise value
+        return value
+
+
 class SiteTransport:
     """Submits site tasks locally or to the sites' deployments."""
 
@@ -89,6 +131,34 @@ class SiteTransport:
     def cross_silo(self) -> bool:
         """True when sites run their own deployments."""
         return self.config.mode == "cross-silo"
+
+    def map(
+        self,
+        site_task: Any,
+        domain: str,
+        sites: list[str],
+        per_site: dict[str, dict[str, Any]] | None = None,
+        **arguments: Any,
+    ) -> dict[str, Any]:
+        """Submit a site task for every site (common `arguments`, plus each site's `per_site` ones).
+
+        Returns a future per site; in simulation with `clients_per_task` > 1, sites share batch tasks.
+        """
+        per_site = per_site or {}
+        size = self.config.clients_per_task
+        if self.cross_silo or size == 1:
+            return {
+                site: self.submit(site_task, domain, site, **arguments, **per_site.get(site, {}))
+                for site in sites
+            }
+        operation = operation_of(site_task)
+        futures: dict[str, Any] = {}
+        for start in range(0, len(sites), size):
+            chunk = sites[start : start + size]
+            calls = [(site, {**arguments, **per_site.get(site, {})}) for site in chunk]
+            batch = run_site_batch.submit(operation, domain, chunk[0], calls)
+            futures.update({site: BatchedSiteFuture(batch, site) for site in chunk})
+        return futures
 
     def submit(self, site_task: Any, domain: str, site: str, **arguments: Any) -> PrefectFuture[Any]:
         """A future of the site task's value, however the site is reached."""

@@ -92,3 +92,39 @@ def test_summary_carries_no_raw_values(healthcare: Domain) -> None:
     assert "987.654" not in text and "patient-name-like-token" not in text
     chol = next(c for c in summary.failures if c.column == "chol")
     assert chol.unexpected_count == 1
+
+
+def test_many_sites_validated_in_one_run_match_one_by_one(healthcare: Domain) -> None:
+    from fedflow.sitedata import read_site_frame
+    from validation import validate_frames
+
+    # Three simulated clients cut from one hospital's file: same columns and dtypes.
+    whole = read_site_frame(healthcare.site_path("cleveland"), healthcare.spec, site="cleveland")
+    frames = {name: whole.iloc[i::3].reset_index(drop=True) for i, name in enumerate(["a", "b", "c"])}
+    one_by_one = {
+        site: validate_frame(frame, healthcare.expectations, site=site, suite_name="healthcare")
+        for site, frame in frames.items()
+    }
+    together = validate_frames(frames, healthcare.expectations, suite_name="healthcare")
+    assert all(summary.success for summary in together.values())
+    for site in frames:
+        assert together[site].success == one_by_one[site].success
+        assert together[site].rows == one_by_one[site].rows
+        assert sorted((c.expectation, c.column or "", c.success) for c in together[site].checks) == sorted(
+            (c.expectation, c.column or "", c.success) for c in one_by_one[site].checks
+        )
+    # One broken site: the joint run fails, so every site is validated alone and only it fails.
+    broken = dict(frames)
+    broken["b"] = frames["b"].assign(age=150)
+    result = validate_frames(broken, healthcare.expectations, suite_name="healthcare")
+    assert {site: s.success for site, s in result.items()} == {"a": True, "b": False, "c": True}
+    failing = [c for c in result["b"].checks if not c.success]
+    assert [(c.column, c.unexpected_count) for c in failing] == [("age", len(frames["b"]))]
+    # A site too small for the row-count check fails it even when the joint rows pass.
+    tiny = dict(frames)
+    tiny["c"] = frames["c"].head(5)
+    result = validate_frames(tiny, healthcare.expectations, suite_name="healthcare")
+    assert not result["c"].success and result["a"].success
+    assert [c.expectation for c in result["c"].checks if not c.success] == [
+        "expect_table_row_count_to_be_between"
+    ]

@@ -1,7 +1,14 @@
 """Great Expectations 1.x suites built from a domain, and privacy-safe validation summaries."""
 
 from validation.summary import CheckResult, ValidationSummary
-from validation.validate import build_suite, class_minimum_check, failure_summary, validate_frame, with_check
+from validation.validate import (
+    build_suite,
+    class_minimum_check,
+    failure_summary,
+    validate_frame,
+    validate_frames,
+    with_check,
+)
 
 __all__ = [
     "CheckResult",
@@ -10,5 +17,6 @@ __all__ = [
     "class_minimum_check",
     "failure_summary",
     "validate_frame",
+    "validate_frames",
     "with_check",
 ]

@@ -1,0 +1,47 @@
+"""Many simulated sites per Prefect task: the same model, the same exclusions, the same drops."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from domains import Domain
+from fedflow.attacks import AttackConfig
+from fedflow.checkpoint import load_checkpoint
+from fedflow.config import FederationConfig
+from flows.coordinator import federated_training
+from flows.transport import TransportConfig
+
+
+def test_batches_of_sites_give_the_same_federation(
+    prefect_api: None, mlflow_store: str, healthcare: Domain, tmp_path: Path
+) -> None:
+    # hungary's file is broken (out of range ages): it must be excluded in both modes;
+    # va_long_beach crashes in every training step: it must be dropped in both modes.
+    mapping = {site: str(healthcare.site_path(site)) for site in healthcare.spec.site_names}
+    frame = pd.read_csv(mapping["hungary"], dtype=str)
+    frame.loc[frame.index[:3], "age"] = "150"
+    frame.to_csv(tmp_path / "hungary.csv", index=False)
+    mapping["hungary"] = str(tmp_path / "hungary.csv")
+    sites_file = tmp_path / "sites.yaml"
+    sites_file.write_text(json.dumps({"sites": mapping}))
+    config = FederationConfig(
+        rounds=2, seed=6, audit=False, attack=AttackConfig(kind="dropout", sites=["va_long_beach"])
+    )
+    results = {}
+    for name, per_task in (("one", 1), ("batched", 3)):
+        results[name] = federated_training(
+            domain="healthcare",
+            federation=config,
+            sites_file=str(sites_file),
+            run_name=name,
+            transport=TransportConfig(clients_per_task=per_task),
+        )
+    for result in results.values():
+        assert list(result.excluded_sites) == ["hungary"]
+        assert [h["sites/dropped"] for h in load_checkpoint(result.federation_id)[0].history] == [1.0, 1.0]
+    one, batched = load_checkpoint("one")[1], load_checkpoint("batched")[1]
+    for name in one:
+        np.testing.assert_array_equal(one[name], batched[name])
+    assert results["one"].per_site == results["batched"].per_site
