@@ -139,6 +139,17 @@ class RoundMetrics:
         out.update({f"worst/{name}": value for name, (_, value) in self.worst.items()})
         return {key: value for key, value in out.items() if not math.isnan(value)}
 
+    def flat_summary(self) -> dict[str, float]:
+        """For many sites: global and worst values plus the spread over sites (10th/50th/90th percentile)."""
+        out = {f"global/{name}": value for name, value in self.mean.items()}
+        out.update({f"worst/{name}": value for name, (_, value) in self.worst.items()})
+        for name in self.mean:
+            values = [v[name] for v in self.per_site.values() if not math.isnan(v.get(name, math.nan))]
+            if values:
+                for q in (10, 50, 90):
+                    out[f"sites/{name}/p{q}"] = float(np.percentile(values, q))
+        return {key: value for key, value in out.items() if not math.isnan(value)}
+
 
 def round_metrics(per_site: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> RoundMetrics:
     """Weight each site's metrics by its hold-out size; find the worst site per metric."""

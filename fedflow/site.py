@@ -4,6 +4,7 @@ A site keeps its rows here; what it returns (statistics, updates, metrics) is wh
 the site boundary.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from fedflow.attacks import AttackConfig, SimulatedDropout, flip_labels, poison_
 from fedflow.compression import Codec
 from fedflow.config import LocalTrainConfig, PrivacyConfig
 from fedflow.domain import DomainSpec
+from fedflow.errors import SiteDataError
 from fedflow.local import evaluate_local, predict, train_local
 from fedflow.params import NamedArrays, decode, encode, get_weights, set_weights, subtract
 from fedflow.privacy.audit import attack_metrics, membership_audit
@@ -26,7 +28,7 @@ from fedflow.privacy.lira import confidence_from_losses, lira_scores, shadow_mem
 from fedflow.secure_aggregation.masking import SecureRoundPlan, masked_payload
 from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.seeding import derive_seed
-from fedflow.sitedata import SiteSplit, partition_rows, read_site_frame, split_site
+from fedflow.sitedata import SiteSplit, partition_table, read_site_frame, split_site
 from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
 from fedflow.strategies.scaffold import CONTROL_DELTA, SERVER_CONTROL, site_controls
 from fedflow.tabular import Preprocessor, SiteStatistics, site_statistics
@@ -41,8 +43,20 @@ UPLINK_RESIDUAL = "uplink_residual"
 
 def read_site_data(path: Path, spec: DomainSpec, *, site: str, simulated: bool) -> pd.DataFrame:
     """A site's frame: its own file, or (simulated sites) its share of the partitioned table."""
-    frame = read_site_frame(path, spec, site=site)
-    return partition_rows(frame, spec, site) if simulated else frame
+    if not simulated:
+        return read_site_frame(path, spec, site=site)
+    frame, sites = _partitioned(str(path), path.stat().st_mtime_ns, spec.model_dump_json())
+    if site not in sites:
+        raise SiteDataError(f"site {site!r} is not one of the partition's sites {sorted(sites)[:20]}")
+    return frame.iloc[sites[site]].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _partitioned(path: str, modified_ns: int, spec_json: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Simulated sites share one table: read and partition it once per process (and file version)."""
+    spec = DomainSpec.model_validate_json(spec_json)
+    frame = read_site_frame(Path(path), spec, site="(partitioned table)")
+    return frame, partition_table(frame, spec)
 
 
 @dataclass

@@ -67,8 +67,8 @@ def mask_missing_codes(frame: pd.DataFrame, codes: dict[str, list[float]]) -> pd
     return frame
 
 
-def partition_rows(frame: pd.DataFrame, spec: DomainSpec, site: str) -> pd.DataFrame:
-    """This simulated site's rows of the domain's partitioned table (see `PartitionSpec`)."""
+def partition_table(frame: pd.DataFrame, spec: DomainSpec) -> dict[str, np.ndarray]:
+    """Every simulated site's row indices in the domain's partitioned table."""
     part = spec.partition
     if part is None:
         raise ValueError(f"domain {spec.name!r} declares no partition")
@@ -86,11 +86,9 @@ def partition_rows(frame: pd.DataFrame, spec: DomainSpec, site: str) -> pd.DataF
     else:
         column = part.column or ""
         if column not in frame.columns:
-            raise SiteDataError(f"site {site!r}: partition column {column!r} is not in the table")
+            raise SiteDataError(f"partition column {column!r} is not in the table")
         sites = natural_partition(frame[column], groups=part.groups, num_groups=part.num_groups)
-    if site not in sites:
-        raise SiteDataError(f"site {site!r} is not one of the partition's sites {sorted(sites)}")
-    return frame.iloc[sites[site]].reset_index(drop=True)
+    return {name: np.asarray(rows) for name, rows in sites.items()}
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from fedflow.tasks import HIGHER_IS_BETTER, get_task
 from fedflow.update import DecodedUpdate, SiteUpdate
 from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
-from flows.reports import round_markdown, validation_markdown
+from flows.reports import LISTED_SITES, round_markdown, validation_markdown
 from flows.secure_round import AGGREGATE_SITE, close_secure_round, open_secure_round
 from flows.site_tasks import SitePreparation, audit_site, evaluate_site, prepare_site, train_site
 from flows.tracking import FederationTracker, load_champion, registered_model_name, tracking_uri
@@ -270,8 +270,11 @@ def _run(
     eligible = [p.summary.site for p in preparations if p.summary.success]
     for site, reasons in excluded.items():
         logger.warning("site %s excluded from the run: %s", site, "; ".join(reasons))
-    for summary in summaries:
-        tracker.log_json(summary.model_dump(), f"validation/{summary.site}.json")
+    if len(summaries) <= LISTED_SITES:
+        for summary in summaries:
+            tracker.log_json(summary.model_dump(), f"validation/{summary.site}.json")
+    else:  # many simulated clients: one file, not thousands
+        tracker.log_json([summary.model_dump() for summary in summaries], "validation/all_sites.json")
     tracker.set_tags({"sites.eligible": ",".join(eligible), "sites.excluded": ",".join(excluded) or "none"})
     tracker.log_metrics({"sites/eligible": len(eligible), "sites/excluded": len(excluded)}, step=0)
     create_markdown_artifact(
@@ -539,7 +542,7 @@ def _run(
         )
         bytes_sent = len(global_payload) * len(chosen) + len(new_payload) * len(eval_futures)
         logged = {
-            **metrics.flat(),
+            **(metrics.flat() if len(per_site) <= LISTED_SITES else metrics.flat_summary()),
             "train/loss": train_loss,
             "comm/bytes_sent": float(bytes_sent),
             "comm/bytes_received": float(bytes_received),

@@ -11,13 +11,26 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4f}"
 
 
+# Past this many sites (simulated cross-device clients) reports list the first ones and count the rest.
+LISTED_SITES = 100
+
+
+def _more(total: int) -> str:
+    return f"… and {total - LISTED_SITES} more" if total > LISTED_SITES else ""
+
+
 def validation_markdown(domain: str, summaries: Sequence[ValidationSummary]) -> str:
     """Which sites passed the data contract, and why the others were left out."""
     lines = [f"# Data validation — {domain}", "", "| site | rows | result | reasons |", "|---|---|---|---|"]
-    for summary in summaries:
+    passed = sum(s.success for s in summaries)
+    # The excluded sites first: they are what a reader looks for.
+    ordered = sorted(summaries, key=lambda s: s.success)[:LISTED_SITES]
+    for summary in ordered:
         result = "passed" if summary.success else "**excluded**"
         reasons = "<br>".join(summary.reasons()) or "–"
         lines.append(f"| {summary.site} | {summary.rows} | {result} | {reasons} |")
+    if len(summaries) > LISTED_SITES:
+        lines += ["", f"{_more(len(summaries))} sites; {passed} of {len(summaries)} passed."]
     return "\n".join(lines) + "\n"
 
 
@@ -37,12 +50,13 @@ def round_markdown(
     lines = [
         f"# {domain} — round {round_number} of {rounds}",
         "",
-        f"Trained at: {', '.join(participants)}. Global model version: **{version}**.",
+        f"Trained at: {', '.join(list(participants)[:LISTED_SITES])}{_more(len(participants))}. "
+        f"Global model version: **{version}**.",
         "",
         header,
         "|" + "---|" * (len(names) + 1),
     ]
-    for site, values in metrics.per_site.items():
+    for site, values in list(metrics.per_site.items())[:LISTED_SITES]:
         lines.append(f"| {site} | " + " | ".join(_fmt(values[n]) for n in names) + " |")
     lines.append("| **weighted mean** | " + " | ".join(_fmt(metrics.mean[n]) for n in names) + " |")
     lines.append(
@@ -51,5 +65,9 @@ def round_markdown(
         + " |"
     )
     if dropped:
-        lines += ["", "Dropped this round:"] + [f"- {site}: {reason}" for site, reason in dropped.items()]
+        lines += ["", "Dropped this round:"] + [
+            f"- {site}: {reason}" for site, reason in list(dropped.items())[:LISTED_SITES]
+        ]
+        if len(dropped) > LISTED_SITES:
+            lines.append(f"- {_more(len(dropped))}")
     return "\n".join(lines) + "\n"
