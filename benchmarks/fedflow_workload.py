@@ -3,7 +3,8 @@
 The workload of `benchmarks/flower/workload.py` (breast cancer, the same Dirichlet(0.5)
 partition of the same training rows over K clients, MLP 30 -> 64 -> 2, SGD lr 0.05 without
 momentum, batch 32, one local epoch, FedAvg over all K clients, R rounds) as a fedflow domain
-with one site per client, run by the real `federated_training` flow: Prefect (its temporary
+with one site per client (K / 8 sites per Prefect task by default), run by the real
+`federated_training` flow: Prefect (its temporary
 local API), GX validation of every client's file, MLflow logging and one registered model
 version per round. Clients train on all their rows (`holdout_fraction: 0`); the final global
 model is scored on the workload's 20 % test split, like Flower's.
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument(
+        "--clients-per-task", type=int, default=0, help="sites per Prefect task (0: K / 8, at least 1)"
+    )
     args = parser.parse_args()
     sampler = MemorySampler(interval=0.2)
     sampler.start()
@@ -138,9 +142,15 @@ def main() -> None:
         domain_name = write_domain(root / "domains", args.clients, args.rounds, args.seed)
         from fedflow.checkpoint import load_checkpoint
         from flows.coordinator import federated_training
+        from flows.transport import TransportConfig
 
         flow_started = time.perf_counter()
-        result = federated_training(domain=domain_name, run_name=f"sbs-{args.clients}x{args.rounds}")
+        per_task = args.clients_per_task or max(1, args.clients // 8)
+        result = federated_training(
+            domain=domain_name,
+            run_name=f"sbs-{args.clients}x{args.rounds}",
+            transport=TransportConfig(clients_per_task=per_task),
+        )
         flow_seconds = time.perf_counter() - flow_started
         history = load_checkpoint(result.federation_id)[0].history
         accuracy = test_accuracy(domain_name, result.federation_id, args.seed)
@@ -160,6 +170,7 @@ def main() -> None:
         "test_accuracy": accuracy,
         "bytes_per_round_per_client": received / args.clients,
         "rounds_completed": result.rounds_completed,
+        "clients_per_task": per_task,
     }
     args.json.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))

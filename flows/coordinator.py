@@ -40,6 +40,7 @@ from fedflow.strategies import build_strategy
 from fedflow.tabular import fit_preprocessor, merge_statistics
 from fedflow.tasks import HIGHER_IS_BETTER, get_task
 from fedflow.update import DecodedUpdate, SiteUpdate
+from flows.background import InOrder
 from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import LISTED_SITES, round_markdown, validation_markdown
@@ -156,8 +157,9 @@ def federated_training(
             params={"domain": domain, **config.flat()},
             tags={"fedflow.federation_id": federation_id, "fedflow.domain": domain},
         )
+    background = InOrder()
     try:
-        return _run(
+        result = _run(
             loaded,
             config,
             federation_id,
@@ -168,8 +170,15 @@ def federated_training(
             site_names,
             site_transport,
             start_from if resumed is None else "scratch",  # a resumed run already has its weights
+            background,
         )
+        background.close()
+        return result
     except BaseException as error:
+        try:
+            background.close()  # what was queued before the failure is still recorded
+        except Exception as queued:
+            logger.error("tracking of an earlier round failed too: %s", type(queued).__name__)
         # Our own errors say what went wrong without data; others may quote values, so only their type.
         reason = str(error) if isinstance(error, FedflowError) else "see the Prefect log of this run"
         tracker.finish(failure=f"{type(error).__name__}: {reason}")
@@ -237,6 +246,72 @@ class Resumed:
     strategy_state: NamedArrays
 
 
+def _publish_round(
+    *,
+    tracker: FederationTracker,
+    logger: Any,
+    loaded: Any,
+    checkpoint: RoundCheckpoint,
+    weights_payload: bytes,
+    global_weights: NamedArrays,
+    strategy_state: NamedArrays,
+    strategy_name: str,
+    metrics: Any,
+    logged: dict[str, float],
+    champion_metric: str,
+    higher_is_better: bool,
+    output_dim: int,
+    participants: list[str],
+    dropped: dict[str, str],
+) -> None:
+    """A round's tracking, in order: version, champion alias, metrics, artifact, then checkpoint."""
+    spec = loaded.spec
+    round_number = checkpoint.round
+    version = tracker.register_round(
+        round_number=round_number,
+        strategy=strategy_name,
+        weights_payload=weights_payload,
+        preprocessor=checkpoint.preprocessor,
+        model_code=loaded.root / "model.py",
+        model_options=spec.model,
+        missing_codes=missing_codes(spec),
+        task=spec.task,
+        classes=list(spec.target.classes),
+        output_dim=output_dim,
+    )
+    tracker.offer_champion(
+        version,
+        metrics.mean.get(champion_metric, math.nan),
+        metric=champion_metric,
+        higher_is_better=higher_is_better,
+    )
+    tracker.log_metrics(logged, step=round_number)
+    create_markdown_artifact(
+        markdown=round_markdown(
+            domain=loaded.name,
+            round_number=round_number,
+            rounds=checkpoint.config["rounds"],
+            metrics=metrics,
+            participants=participants,
+            dropped=dropped,
+            version=version,
+        ),
+        description=f"{checkpoint.federation_id}: round {round_number}",
+    )
+    save_checkpoint(
+        checkpoint.model_copy(update={"champion": tracker.champion}), global_weights, strategy_state
+    )
+    logger.info(
+        "round %d/%d: %s %.4f (worst %s %.4f), version %s",
+        round_number,
+        checkpoint.config["rounds"],
+        champion_metric,
+        metrics.mean.get(champion_metric, math.nan),
+        *metrics.worst.get(champion_metric, ("", math.nan)),
+        version,
+    )
+
+
 def _prepared(site: str, future: Any, logger: Any) -> SitePreparation:
     """A site's preparation, or an exclusion when its call failed (cross-silo: not deployed, timed out)."""
     try:
@@ -250,7 +325,17 @@ def _prepared(site: str, future: Any, logger: Any) -> SitePreparation:
 
 
 def _run(
-    loaded, config, federation_id, sites_file, tracker, logger, resumed, site_names, transport, start_from
+    loaded,
+    config,
+    federation_id,
+    sites_file,
+    tracker,
+    logger,
+    resumed,
+    site_names,
+    transport,
+    start_from,
+    background,
 ) -> FederationResult:  # type: ignore[no-untyped-def]
     domain = loaded.name
     spec = loaded.spec
@@ -562,68 +647,43 @@ def _run(
             logged.update({f"site/{s}/dp_sgd_epsilon": e for s, e in site_epsilons.items()})
             logged["privacy/dp_sgd_epsilon_max"] = max(site_epsilons.values())
 
-        version = tracker.register_round(
-            round_number=round_number,
-            strategy=strategy.name,
-            weights_payload=new_payload,
-            preprocessor=preprocessor,
-            model_code=loaded.root / "model.py",
-            model_options=spec.model,
-            missing_codes=missing_codes(spec),
-            task=spec.task,
-            classes=list(spec.target.classes),
-            output_dim=output_dim,
-        )
-        tracker.offer_champion(
-            version,
-            metrics.mean.get(champion_metric, math.nan),
-            metric=champion_metric,
-            higher_is_better=higher_is_better,
-        )
-        logged["time/round_seconds"] = time.perf_counter() - started
-        tracker.log_metrics(logged, step=round_number)
+        logged["time/round_seconds"] = time.perf_counter() - started  # the round's critical path
         history.append(logged)
         completed = round_number
-        save_checkpoint(
-            RoundCheckpoint(
-                federation_id=federation_id,
-                domain=domain,
-                round=round_number,
-                mlflow_run_id=tracker.run_id,
-                config=config.model_dump(),
-                sites_file=sites_file,
-                eligible=eligible,
-                excluded=excluded,
-                preprocessor=preprocessor,
-                class_weights=class_weights,
-                champion=tracker.champion,
-                privacy_history=accountant.history,
-                last_accepted=last_accepted,
-                history=history,
-            ),
-            global_weights,
-            strategy.state(),
+        # Tracking trails the rounds on one background thread (in order): the sites go on training.
+        checkpoint = RoundCheckpoint(
+            federation_id=federation_id,
+            domain=domain,
+            round=round_number,
+            mlflow_run_id=tracker.run_id,
+            config=config.model_dump(),
+            sites_file=sites_file,
+            eligible=eligible,
+            excluded=excluded,
+            preprocessor=preprocessor,
+            class_weights=class_weights,
+            champion=None,
+            privacy_history=list(accountant.history),
+            last_accepted=dict(last_accepted),
+            history=list(history),
         )
-        create_markdown_artifact(
-            markdown=round_markdown(
-                domain=domain,
-                round_number=round_number,
-                rounds=config.rounds,
-                metrics=metrics,
-                participants=list(reported),
-                dropped=dropped,
-                version=version,
-            ),
-            description=f"{federation_id}: round {round_number}",
-        )
-        logger.info(
-            "round %d/%d: %s %.4f (worst %s %.4f), version %s",
-            round_number,
-            config.rounds,
-            champion_metric,
-            metrics.mean.get(champion_metric, math.nan),
-            *metrics.worst.get(champion_metric, ("", math.nan)),
-            version,
+        background.submit(
+            _publish_round,
+            tracker=tracker,
+            logger=logger,
+            loaded=loaded,
+            checkpoint=checkpoint,
+            weights_payload=new_payload,
+            global_weights=global_weights,
+            strategy_state={k: np.array(v, copy=True) for k, v in strategy.state().items()},
+            strategy_name=strategy.name,
+            metrics=metrics,
+            logged=dict(logged),
+            champion_metric=champion_metric,
+            higher_is_better=higher_is_better,
+            output_dim=output_dim,
+            participants=list(reported),
+            dropped=dict(dropped),
         )
         last_metrics = {k: v for k, v in metrics.mean.items()}
         last_per_site = metrics.per_site
@@ -639,6 +699,7 @@ def _run(
             )
         )
 
+    background.drain()  # every round's version, metrics and checkpoint are recorded before the end
     audit: dict[str, dict[str, float]] = {}
     if config.audit and completed > 0 and config.holdout_fraction > 0:
         audit = _membership_audit(
