@@ -132,7 +132,10 @@ def main() -> None:
         rows.append(json.loads(out.read_text()))
         out.unlink()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print("| clients | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) | wall s | ROC AUC |")
+    print(
+        "| clients | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) | wall s "
+        "| ROC AUC |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
