@@ -133,8 +133,7 @@ def main() -> None:
         out.unlink()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(
-        "| clients | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) | wall s "
-        "| ROC AUC |"
+        "| clients | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) | wall s | ROC AUC |"
     )
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -535,14 +535,14 @@ def site_serve(
     domain: Annotated[str, typer.Option(help="The domain (template) the federation uses.")],
     site: Annotated[str, typer.Option(help="This site's name in the domain.")],
     data: Annotated[Path, typer.Option(help="This site's data file (CSV or Parquet); never sent anywhere.")],
+    exchange: Annotated[
+        str, typer.Option(help="fsspec URL of the exchange, as this machine sees it (the site decides).")
+    ],
     keys_dir: Annotated[
         Path | None, typer.Option(help="Folder of this site's signing key (`fedflow keys new`).")
     ] = None,
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for this site's private state (default ./.fedflow).")
-    ] = None,
-    exchange: Annotated[
-        str | None, typer.Option(help="fsspec URL of the exchange, as this machine sees it.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Site calls run at the same time.")] = 4,
 ) -> None:
@@ -562,6 +562,7 @@ def site_serve(
         raise _fail(f"--data: {data} is not a file")
     environment = {
         "FEDFLOW_SITE_NAME": site,
+        "FEDFLOW_SITE_DOMAIN": domain,
         "FEDFLOW_SITE_DATA": str(data.resolve()),
         "FEDFLOW_KEYS_DIR": str(keys_dir.resolve()) if keys_dir else None,
         "FEDFLOW_STATE_DIR": str(state_dir.resolve()) if state_dir else None,

@@ -15,6 +15,10 @@ _ROUND_FILE = re.compile(r"^round-(\d+)\.safetensors$")
 
 
 def _folder(root: Path, federation_id: str, site: str) -> Path:
+    # Both names can come from the coordinator (cross-silo): never let them leave the state folder.
+    for kind, name in (("federation id", federation_id), ("site", site)):
+        if not name or name.startswith(".") or any(c in name for c in "/\\\x00") or len(name) > 200:
+            raise ValueError(f"{kind} {name!r} cannot name a folder: no path separators, no leading '.'")
     return root / "sites" / federation_id / site
 
 

@@ -19,12 +19,23 @@ class InOrder:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedflow-tracking")
         self._pending: list[Future[Any]] = []
+        self._failed = False
 
     def submit(self, job: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue a job; raise now if an earlier job failed."""
         self._raise_failures()
         context = contextvars.copy_context()
-        self._pending.append(self._executor.submit(context.run, job, *args, **kwargs))
+        self._pending.append(self._executor.submit(context.run, self._guarded, job, *args, **kwargs))
+
+    def _guarded(self, job: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # After a failure nothing later may run: a later checkpoint would skip an unregistered round.
+        if self._failed:
+            raise RuntimeError("skipped: an earlier tracking job failed")
+        try:
+            return job(*args, **kwargs)
+        except BaseException:
+            self._failed = True
+            raise
 
     def _raise_failures(self) -> None:
         for future in [f for f in self._pending if f.done()]:

@@ -54,3 +54,9 @@ class Exchange:
             raise ExchangeError(f"{name} of call {call_id} is {size} bytes, over {self.max_message_bytes}")
         data: bytes = self.fs.cat_file(path)
         return data
+
+    def remove(self, call_id: str) -> None:
+        """Delete a call's messages once they are read (other parties need not see them)."""
+        folder = self._path(call_id, "").rstrip("/")
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)

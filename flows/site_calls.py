@@ -108,18 +108,39 @@ def decode_result(operation: str, data: bytes) -> Any:
 
 
 def execute_site_call(operation: str, call_id: str, exchange_url: str | None) -> None:
-    """At the site: read a request from the exchange, run the operation, write the reply."""
+    """At the site: read a request from the exchange, run the operation, write the reply.
+
+    A served site decides its exchange, domain and site itself (`fedflow site serve`) and
+    refuses requests for anything else; simulated attacks are refused outright. A failure is
+    reported by its type only: the Prefect API keeps run messages, and the coordinator reads it.
+    """
+    import logging
+
     from prefect import get_run_logger
 
     from flows.exchange import Exchange
 
     if operation not in SITE_OPERATIONS:
         raise ValueError(f"unknown site operation {operation!r}; expected one of {sorted(SITE_OPERATIONS)}")
+    served = os.environ.get("FEDFLOW_SITE_NAME")
+    if served:
+        exchange_url = os.environ.get("FEDFLOW_EXCHANGE_URL")
+        if not exchange_url:
+            raise ValueError("a served site needs its own exchange (FEDFLOW_EXCHANGE_URL, `--exchange`)")
     exchange = Exchange(exchange_url)
     arguments = decode_arguments(operation, exchange.read(call_id, REQUEST))
-    served = os.environ.get("FEDFLOW_SITE_NAME")
-    if served and arguments.get("site") != served:
-        raise ValueError(f"this process serves site {served!r}, not {arguments.get('site')!r}")
+    if served:
+        domain = os.environ.get("FEDFLOW_SITE_DOMAIN")
+        if arguments.get("site") != served or (domain and arguments.get("domain_name") != domain):
+            raise ValueError(f"this process serves site {served!r} of {domain!r}; the request is for another")
+        if arguments.get("attack") is not None:
+            raise ValueError("simulated attacks are for simulation only; a served site refuses them")
     get_run_logger().info("site %s: %s (call %s)", arguments.get("site"), operation, call_id)
-    result = SITE_OPERATIONS[operation].fn(**arguments)
+    try:
+        result = SITE_OPERATIONS[operation].fn(**arguments)
+    except Exception as error:
+        logging.getLogger("fedflow.site").exception("site %s: %s failed", arguments.get("site"), operation)
+        raise RuntimeError(
+            f"{operation} failed at the site ({type(error).__name__}); see its own log"
+        ) from None
     exchange.write(call_id, RESPONSE, encode_result(operation, result))

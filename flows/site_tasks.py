@@ -6,13 +6,15 @@ the rows stay in a per-site cache that the coordinator never reads.
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -23,8 +25,15 @@ from fedflow.checkpoint import state_root
 from fedflow.compression import build_codec
 from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
-from fedflow.secure_aggregation.masking import SecureRoundPlan
-from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, reveal_shares, share_secrets
+from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
+from fedflow.secure_aggregation.protocol import (
+    PublicKeys,
+    SecureAggregationError,
+    SiteSecrets,
+    plan_digest,
+    reveal_shares,
+    share_secrets,
+)
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_private_key, sign_update
 from fedflow.site import (
@@ -75,6 +84,10 @@ class _SiteState:
 _STATE = _SiteState()
 
 
+# Messages that may quote a site's data or paths go to the site's own log only: the Prefect run
+# log is stored by the Prefect API, which the coordinator reads in cross-silo mode.
+_LOCAL_LOG = logging.getLogger("fedflow.site")
+
 # Private state that continues from the latest round trained, accepted or not.
 _LATEST_STATE = ("dp_sgd_steps", UPLINK_RESIDUAL)
 
@@ -117,7 +130,7 @@ def _read_site(domain: Domain, site: str, sites_file: str | None) -> pd.DataFram
         return read_site_data(path, domain.spec, site=site, simulated=simulated)
     except (FedflowError, ValueError) as error:
         # The full message, path included, stays in the site's own log; the coordinator gets it scrubbed.
-        get_run_logger().error("site %s cannot use its data: %s", site, error)
+        _LOCAL_LOG.error("site %s cannot use its data: %s", site, error)
         return SitePreparation(summary=failure_summary(site, _scrub(str(error), path)))
 
 
@@ -142,7 +155,7 @@ def _finish_preparation(
         statistics = local.statistics()
     except (ValueError, TypeError, KeyError) as error:
         # The message may quote values: full text in the site's log, only the kind leaves the site.
-        get_run_logger().error("site %s: its data passed the checks but cannot be used: %s", site, error)
+        _LOCAL_LOG.error("site %s: its data passed the checks but cannot be used: %s", site, error)
         reason = (
             f"site {site!r}: target or features could not be turned into numbers ({type(error).__name__})"
         )
@@ -221,10 +234,22 @@ def _site_arrays(
     return arrays
 
 
-def _round_secrets(federation_id: str, site: str, round_number: int) -> SiteSecrets:
+def _round_secrets(
+    federation_id: str, site: str, round_number: int, plan: SecureRoundPlan | None = None
+) -> SiteSecrets:
+    """This round's secrets; with a `plan`, only if it is the roster and threshold the site shared under."""
     arrays = load_round_secrets(state_root(), federation_id, site, round_number)
     if arrays is None:
         raise FedflowError(f"site {site!r} holds no secure-aggregation keys for round {round_number}")
+    if plan is not None:
+        if plan.context != round_context(federation_id, round_number):
+            raise SecureAggregationError(f"site {site!r}: the plan is bound to another federation or round")
+        agreed = arrays.get("plan_digest")
+        presented = plan_digest(plan.roster, plan.threshold, plan.context)
+        if agreed is None or np.asarray(agreed, dtype=np.uint8).tobytes() != presented:
+            raise SecureAggregationError(
+                f"site {site!r}: the roster or threshold is not the one it shared under"
+            )
     return SiteSecrets.from_arrays(arrays)
 
 
@@ -250,8 +275,16 @@ def share_keys(
     context: bytes,
 ) -> dict[str, bytes]:
     """Phase 2: Shamir shares of the site's mask key and seed, encrypted for each roster member."""
+    if context != round_context(federation_id, round_number):
+        raise SecureAggregationError(f"site {site!r}: the context is bound to another federation or round")
     secrets = _round_secrets(federation_id, site, round_number)
-    return share_secrets(secrets, site=site, roster=roster, threshold=threshold, context=context)
+    shares = share_secrets(secrets, site=site, roster=roster, threshold=threshold, context=context)
+    # Later phases must present this roster and threshold: the site remembers what it agreed to.
+    agreed = np.frombuffer(plan_digest(roster, threshold, context), dtype=np.uint8).copy()
+    save_round_secrets(
+        state_root(), federation_id, site, round_number, {**secrets.to_arrays(), "plan_digest": agreed}
+    )
+    return shares
 
 
 @task(name="site-secagg-unmask", cache_policy=NO_CACHE, task_run_name="unmask-{site}-round-{round_number}")
@@ -266,7 +299,7 @@ def reveal_for_unmasking(
     survivors: list[str],
 ) -> dict[str, bytes]:
     """Phase 4: the shares the coordinator needs to unmask the survivors' sum; answered only once."""
-    secrets = _round_secrets(federation_id, site, round_number)
+    secrets = _round_secrets(federation_id, site, round_number, plan)
     revealed = reveal_shares(
         secrets,
         site=site,
@@ -330,7 +363,9 @@ def train_site(
         attack=attack,
         privacy=privacy,
         sites_in_round=sites_in_round,
-        masking=None if secure is None else (_round_secrets(federation_id, site, round_number), secure),
+        masking=None
+        if secure is None
+        else (_round_secrets(federation_id, site, round_number, secure), secure),
         codec=None if compression is None else build_codec(compression.codec, compression.options),
     )
     if result.site_state:

@@ -1,7 +1,5 @@
 """MLflow: one experiment per domain, one run per federation, one model version per round."""
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -24,6 +22,8 @@ from fedflow.tabular import Preprocessor, example_frame
 
 PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 CHAMPION_ALIAS = "champion"
+# MLflow's hints about integer columns in the input example (ours are declared on purpose).
+warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 
 def tracking_uri() -> str:
@@ -192,15 +192,11 @@ class FederationTracker:
             (files / "weights.safetensors").write_bytes(weights_payload)
             (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
             (files / "meta.json").write_text(json.dumps(meta, indent=1))
-            # MLflow prints registration chatter to stderr and hints about integer columns; the
-            # version number is logged by the flow instead.
-            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-                warnings.simplefilter("ignore", UserWarning)
-                source = self._log_model(round_number, files, model_code, example, output)
-                tags = {"run_id": self.run_id, "round": str(round_number), "strategy": strategy}
-                created = self.client.create_model_version(
-                    self.model_name, source, run_id=self.run_id, tags=tags
-                )
+            # No stderr redirection or warning filters here: this runs on the tracking thread and
+            # both are process-wide (MLflow's input-example hints are filtered once, at import).
+            source = self._log_model(round_number, files, model_code, example, output)
+            tags = {"run_id": self.run_id, "round": str(round_number), "strategy": strategy}
+            created = self.client.create_model_version(self.model_name, source, run_id=self.run_id, tags=tags)
         return str(created.version)
 
     def _log_model(

@@ -47,6 +47,10 @@ class TransportConfig(BaseModel):
         ".fedflow/exchange).",
     )
     poll_interval_s: float = Field(default=1.0, gt=0, description="Cross-silo: how often to poll a site run.")
+    keep_messages: bool = Field(
+        default=False,
+        description="Cross-silo: keep each call's request and reply in the exchange (debugging).",
+    )
     clients_per_task: int = Field(
         default=1,
         ge=1,
@@ -83,7 +87,11 @@ def remote_site_call(
         raise SiteCallError(f"site {site} did not finish {operation} within {transport.round_timeout_s:g} s")
     if not state.is_completed():
         raise SiteCallError(f"site {site}: its {operation} run ended {state.name}; see the site's own log")
-    return decode_result(operation, exchange.read(call_id, RESPONSE))
+    try:
+        return decode_result(operation, exchange.read(call_id, RESPONSE))
+    finally:
+        if not transport.keep_messages:
+            exchange.remove(call_id)
 
 
 @task(name="site-batch", cache_policy=NO_CACHE, task_run_name="{operation}-batch-{first_site}")

@@ -42,7 +42,11 @@ def main() -> None:
         # va_long_beach has no deployment: it must be excluded, and the run go on.
         sites=[*served, "va_long_beach"],
         transport=TransportConfig(
-            mode="cross-silo", exchange_url=exchange, round_timeout_s=240, poll_interval_s=0.5
+            mode="cross-silo",
+            exchange_url=exchange,
+            round_timeout_s=240,
+            poll_interval_s=0.5,
+            keep_messages=True,  # the test reads them to check that no site path reached them
         ),
     )
     RECORDING = False

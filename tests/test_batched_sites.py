@@ -45,3 +45,24 @@ def test_batches_of_sites_give_the_same_federation(
     for name in one:
         np.testing.assert_array_equal(one[name], batched[name])
     assert results["one"].per_site == results["batched"].per_site
+
+
+def test_tracking_jobs_after_a_failure_do_not_run() -> None:
+    import pytest
+
+    from flows.background import InOrder
+
+    ran: list[int] = []
+
+    def job(i: int) -> None:
+        if i == 1:
+            raise ValueError("registration failed")
+        ran.append(i)
+
+    queue = InOrder()
+    queue.submit(job, 0)
+    queue.submit(job, 1)
+    queue.submit(job, 2)
+    with pytest.raises(ValueError, match="registration failed"):
+        queue.close()
+    assert ran == [0]

@@ -136,3 +136,14 @@ def test_a_compressed_federation_sends_fewer_bytes_and_keeps_the_residual_at_the
     residual = load_site_state(state_root(), "sparse", "cleveland", before_round=4)
     assert residual is not None and np.abs(residual[UPLINK_RESIDUAL]).sum() > 0
     assert sparse[-1]["global/roc_auc"] > 0.6  # still learns
+
+
+def test_topk_float16_clips_huge_values_and_keeps_the_excess_as_residual() -> None:
+    codec = build_codec("topk", {"fraction": 0.2})
+    delta = {name: np.zeros_like(value) for name, value in LIKE.items()}
+    delta["layer.bias"] = np.array([1e6, 0.0, 0.0], np.float32)
+    wire, residual = codec.compress(delta, residual={}, seed=0)
+    restored = codec.decompress(wire, like=LIKE)
+    assert all(np.all(np.isfinite(v)) for v in restored.values())
+    sent = np.concatenate([restored[k].ravel() for k in sorted(restored)])
+    assert sent.max() == pytest.approx(65504.0) and residual["residual"].max() == pytest.approx(1e6 - 65504.0)

@@ -129,3 +129,13 @@ def test_site_state_continues_from_the_last_accepted_round(tmp_path: Path) -> No
     # Round 4 when round 3's update was dropped (last accepted: 2): state of round 2.
     assert load_site_state(tmp_path, "f", "north", before_round=3)["c"][0] == 2.0  # type: ignore[index]
     assert load_site_state(tmp_path, "f", "south", before_round=4) is None
+
+
+def test_site_state_refuses_names_that_leave_its_folder(tmp_path: Path) -> None:
+    from fedflow.site_state import load_site_state, save_site_state
+
+    for federation_id in ("../escape", "/absolute", "..", ".hidden", "a/b"):
+        with pytest.raises(ValueError, match="cannot name a folder"):
+            save_site_state(tmp_path, federation_id, "site", 1, {"x": np.zeros(1)})
+    save_site_state(tmp_path, "heart 2026 (DP ε = 1)", "site", 1, {"x": np.ones(1)})
+    assert load_site_state(tmp_path, "heart 2026 (DP ε = 1)", "site", before_round=2) is not None

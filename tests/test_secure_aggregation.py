@@ -133,31 +133,107 @@ def test_fewer_than_threshold_shares_do_not_rebuild_the_seed():
     assert not np.allclose(wrongly_unmasked, 1.0)
 
 
-def test_a_tampered_share_is_refused():
+def test_a_tampered_share_is_refused() -> None:
     sites = ["a", "b", "c"]
     secrets = {s: SiteSecrets.generate() for s in sites}
     roster = {s: secrets[s].public() for s in sites}
-    to_b = share_secrets(secrets["a"], site="a", roster=roster, threshold=2, context=CONTEXT)["b"]
-    forged = to_b[:-1] + bytes([to_b[-1] ^ 1])
+    inbox = {
+        sender: share_secrets(secrets[sender], site=sender, roster=roster, threshold=2, context=CONTEXT)["b"]
+        for sender in sites
+    }
+    forged = dict(inbox, a=inbox["a"][:-1] + bytes([inbox["a"][-1] ^ 1]))
+    common = {"site": "b", "roster": roster, "survivors": sites, "threshold": 2}
     with pytest.raises(SecureAggregationError, match="does not authenticate"):
+        reveal_shares(secrets["b"], ciphertexts=forged, context=CONTEXT, **common)
+    with pytest.raises(SecureAggregationError, match="does not authenticate"):  # replayed into another round
+        reveal_shares(secrets["b"], ciphertexts=inbox, context=b"fed-test|round=4", **common)
+
+
+def test_sites_refuse_plans_that_would_expose_them() -> None:
+    sites = ["a", "b", "c"]
+    secrets = {s: SiteSecrets.generate() for s in sites}
+    roster = {s: secrets[s].public() for s in sites}
+    with pytest.raises(SecureAggregationError, match="strict majority"):
+        share_secrets(secrets["a"], site="a", roster=roster, threshold=1, context=CONTEXT)
+    update = encode_fixed_point(np.ones(8), fraction_bits=BITS, max_summands=3)
+    with pytest.raises(SecureAggregationError, match="threshold is 2"):  # masking alone = no protection
+        mask_update(
+            update, secrets["a"], site="a", roster=roster, context=CONTEXT, members=["a"], threshold=2
+        )
+    inbox = {
+        sender: share_secrets(secrets[sender], site=sender, roster=roster, threshold=2, context=CONTEXT)["b"]
+        for sender in ["a", "b"]
+    }
+    with pytest.raises(SecureAggregationError, match="did not share"):  # c never shared: cannot survive
         reveal_shares(
             secrets["b"],
             site="b",
-            ciphertexts={"a": forged},
+            ciphertexts=inbox,
             roster=roster,
             survivors=sites,
             threshold=2,
             context=CONTEXT,
         )
-    with pytest.raises(SecureAggregationError, match="does not authenticate"):  # replayed into another round
-        reveal_shares(
-            secrets["b"],
-            site="b",
-            ciphertexts={"a": to_b},
-            roster=roster,
+
+
+def test_a_site_refuses_a_roster_it_did_not_share_under(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
+    from flows.site_tasks import advertise_keys, reveal_for_unmasking, share_keys
+
+    monkeypatch.setenv("FEDFLOW_STATE_DIR", str(tmp_path))
+    sites = ["a", "b", "c"]
+    context = round_context("fed", 1)
+    roster = {s: advertise_keys.fn("d", s, federation_id="fed", round_number=1) for s in sites}
+    inbox: dict[str, dict[str, bytes]] = {s: {} for s in sites}
+    for sender in sites:
+        shares = share_keys.fn(
+            "d", sender, federation_id="fed", round_number=1, roster=roster, threshold=2, context=context
+        )
+        for recipient, blob in shares.items():
+            inbox[recipient][sender] = blob
+    honest = SecureRoundPlan(
+        roster=roster,
+        members=tuple(sites),
+        threshold=2,
+        context=context,
+        fraction_bits=BITS,
+        weighted_by_examples=True,
+    )
+    lowered = SecureRoundPlan(**{**honest.__dict__, "threshold": 3})
+    with pytest.raises(SecureAggregationError, match="not the one it shared under"):
+        reveal_for_unmasking.fn(
+            "d",
+            "b",
+            federation_id="fed",
+            round_number=1,
+            ciphertexts=inbox["b"],
+            plan=lowered,
             survivors=sites,
-            threshold=2,
-            context=b"fed-test|round=4",
+        )
+    other_round = SecureRoundPlan(**{**honest.__dict__, "context": round_context("fed", 2)})
+    with pytest.raises(SecureAggregationError, match="another federation or round"):
+        reveal_for_unmasking.fn(
+            "d",
+            "b",
+            federation_id="fed",
+            round_number=1,
+            ciphertexts=inbox["b"],
+            plan=other_round,
+            survivors=sites,
+        )
+    revealed = reveal_for_unmasking.fn(
+        "d", "b", federation_id="fed", round_number=1, ciphertexts=inbox["b"], plan=honest, survivors=sites
+    )
+    assert set(revealed) == set(sites)
+    with pytest.raises(Exception, match="holds no secure-aggregation keys"):  # it answers only once
+        reveal_for_unmasking.fn(
+            "d",
+            "b",
+            federation_id="fed",
+            round_number=1,
+            ciphertexts=inbox["b"],
+            plan=honest,
+            survivors=sites,
         )
 
 

@@ -128,3 +128,22 @@ def test_many_sites_validated_in_one_run_match_one_by_one(healthcare: Domain) ->
     assert [c.expectation for c in result["c"].checks if not c.success] == [
         "expect_table_row_count_to_be_between"
     ]
+
+
+def test_checks_over_a_whole_column_are_never_judged_on_the_joint_rows(healthcare: Domain) -> None:
+    from fedflow.expectations import Expectation
+    from fedflow.sitedata import read_site_frame
+    from validation import validate_frames
+
+    whole = read_site_frame(healthcare.site_path("cleveland"), healthcare.spec, site="cleveland")
+    frames = {name: whole.iloc[i::3].reset_index(drop=True) for i, name in enumerate(["a", "b", "c"])}
+    # b has 20 % blank thalch: together the three sites have ~7 %, which `mostly: 0.9` would accept.
+    b = frames["b"].copy()
+    b.loc[b.index[: len(b) // 5], "thalch"] = None
+    frames["b"] = b
+    expectations = [
+        *healthcare.expectations,
+        Expectation("expect_column_values_to_not_be_null", {"column": "thalch", "mostly": 0.9}),
+    ]
+    result = validate_frames(frames, expectations, suite_name="healthcare-mostly")
+    assert {site: s.success for site, s in result.items()} == {"a": True, "b": False, "c": True}

@@ -148,52 +148,74 @@ def _row_count_check(expectation: Expectation, rows: int) -> CheckResult:
     return CheckResult(expectation=_ROW_COUNT, success=success, element_count=rows, unexpected_count=0)
 
 
+# Checks that hold for every site when they hold for all sites' rows together: strictly per row
+# (or per column dtype, with identical dtypes), and without `mostly` (a share, not every row).
+_PER_ROW = frozenset(
+    {
+        "expect_column_to_exist",
+        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_null",
+    }
+)
+
+
+def _per_row(expectation: Expectation) -> bool:
+    return expectation.type in _PER_ROW and expectation.kwargs.get("mostly") in (None, 1, 1.0)
+
+
 def validate_frames(
     frames: dict[str, pd.DataFrame], expectations: Sequence[Expectation], *, suite_name: str
 ) -> dict[str, ValidationSummary]:
-    """Validate many sites' frames (simulation: many clients) with one GX run over all their rows.
+    """Validate many sites' frames (simulation: many clients) with one GX run of the per-row checks.
 
-    When every frame has the same columns and dtypes and the joint rows pass every row-level
-    check, each site passes them too: its summary reports them passed with its own row count,
-    and the table row-count check is evaluated per site. Otherwise (or with one frame) every
-    site is validated on its own, so a failure is attributed to the right site.
+    When every frame has the same columns and dtypes and all rows together pass every strictly
+    per-row check, each site passes them too: its summary reports them passed with its own row
+    count. Checks over a whole column (a mean, a share with `mostly`) still run site by site, and
+    the table row-count check is evaluated per site. If the joint run fails (or the frames differ
+    in shape), every site is validated on its own, so a failure is attributed to the right site.
     """
+
+    def alone(site: str, frame: pd.DataFrame) -> ValidationSummary:
+        return validate_frame(frame, expectations, site=site, suite_name=suite_name)
+
     if len(frames) <= 1:
-        return {s: validate_frame(f, expectations, site=s, suite_name=suite_name) for s, f in frames.items()}
+        return {site: alone(site, frame) for site, frame in frames.items()}
     first = next(iter(frames.values()))
     same_shape = all(
         list(f.columns) == list(first.columns) and list(f.dtypes) == list(first.dtypes)
         for f in frames.values()
     )
-    row_level = [e for e in expectations if e.type != _ROW_COUNT]
-    if same_shape:
-        joint = validate_frame(
-            pd.concat(list(frames.values()), ignore_index=True),
-            row_level,
-            site="(batch)",
-            suite_name=suite_name,
+    per_row = [e for e in expectations if _per_row(e)]
+    per_site = [e for e in expectations if not _per_row(e) and e.type != _ROW_COUNT]
+    if not same_shape or not per_row:
+        return {site: alone(site, frame) for site, frame in frames.items()}
+    joint = validate_frame(
+        pd.concat(list(frames.values()), ignore_index=True), per_row, site="(batch)", suite_name=suite_name
+    )
+    if not joint.success:
+        return {site: alone(site, frame) for site, frame in frames.items()}
+    out = {}
+    for site, frame in frames.items():
+        checks = [
+            CheckResult(
+                expectation=e.type,
+                column=e.column,
+                success=True,
+                element_count=len(frame),
+                unexpected_count=0,
+                unexpected_percent=0.0,
+            )
+            for e in per_row
+        ]
+        checks += [_row_count_check(e, len(frame)) for e in expectations if e.type == _ROW_COUNT]
+        if per_site:
+            checks += validate_frame(frame, per_site, site=site, suite_name=f"{suite_name}-per-site").checks
+        out[site] = ValidationSummary(
+            site=site, success=all(c.success for c in checks), rows=len(frame), checks=checks
         )
-        if joint.success:
-            out = {}
-            for site, frame in frames.items():
-                checks = [
-                    _row_count_check(e, len(frame))
-                    if e.type == _ROW_COUNT
-                    else CheckResult(
-                        expectation=e.type,
-                        column=e.column,
-                        success=True,
-                        element_count=len(frame),
-                        unexpected_count=0,
-                        unexpected_percent=0.0,
-                    )
-                    for e in expectations
-                ]
-                out[site] = ValidationSummary(
-                    site=site, success=all(c.success for c in checks), rows=len(frame), checks=checks
-                )
-            return out
-    return {s: validate_frame(f, expectations, site=s, suite_name=suite_name) for s, f in frames.items()}
+    return out
 
 
 def failure_summary(site: str, reason: str) -> ValidationSummary:

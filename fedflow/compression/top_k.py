@@ -52,7 +52,11 @@ class TopK:
             vector = vector + memory
         k = self.kept(vector.size)
         positions = np.sort(np.argpartition(np.abs(vector), vector.size - k)[vector.size - k :])
-        values = vector[positions].astype(self.values)
+        chosen = vector[positions]
+        if self.values == "float16":  # beyond +-65504 float16 is inf: clip, and keep the rest as residual
+            limit = float(np.finfo(np.float16).max)
+            chosen = np.clip(chosen, -limit, limit)
+        values = chosen.astype(self.values)
         sent = np.zeros_like(vector)
         sent[positions] = values.astype(np.float64)  # what the coordinator will see, rounding included
         wire = {"indices": positions.astype(self._index_dtype(vector.size)), "values": values}

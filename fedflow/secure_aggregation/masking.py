@@ -44,7 +44,13 @@ def masked_payload(
         flatten(delta) * weight, fraction_bits=plan.fraction_bits, max_summands=len(plan.members)
     )
     masked = mask_update(
-        encoded, secrets, site=site, roster=plan.roster, context=plan.context, members=plan.members
+        encoded,
+        secrets,
+        site=site,
+        roster=plan.roster,
+        context=plan.context,
+        members=plan.members,
+        threshold=plan.threshold,
     )
     return encode({MASKED: masked})
 

@@ -12,6 +12,7 @@ Round r, sites U (sorted by name, indices 1..n), threshold t:
    self mask and the dropped sites' leftover pairwise masks, and is left with the plain sum.
 """
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,14 @@ def expand_mask(seed: bytes, length: int) -> np.ndarray:
     return np.frombuffer(encryptor.update(b"\x00" * (8 * length)), dtype=np.uint64).copy()
 
 
+def plan_digest(roster: Mapping[str, PublicKeys], threshold: int, context: bytes) -> bytes:
+    """What a site agreed to when it shared its secrets; later phases must present the same."""
+    digest = hashlib.sha256(context + b"|" + str(threshold).encode())
+    for site in sorted(roster):
+        digest.update(b"|" + site.encode() + b"=" + roster[site].cipher + roster[site].mask)
+    return digest.digest()
+
+
 def holder_indices(roster: Iterable[str]) -> dict[str, int]:
     """Share index of every site: its 1-based position in name order."""
     return {site: index for index, site in enumerate(sorted(roster), start=1)}
@@ -125,6 +134,11 @@ def share_secrets(
     """Phase 2: encrypted shares of the site's mask key and self seed, one per roster member."""
     if site not in roster:
         raise SecureAggregationError(f"site {site!r} is not in this round's roster")
+    if not len(roster) // 2 < threshold <= len(roster):
+        raise SecureAggregationError(
+            f"threshold {threshold} for {len(roster)} sites must be a strict majority: a smaller one "
+            "would let the coordinator rebuild both of a site's secrets from two disjoint groups"
+        )
     indices = holder_indices(roster)
     seed_shares = split_secret(secrets.self_seed, threshold=threshold, holders=len(roster))
     key_shares = split_secret(secrets.mask_key, threshold=threshold, holders=len(roster))
@@ -146,16 +160,20 @@ def mask_update(
     roster: Mapping[str, PublicKeys],
     context: bytes,
     members: Iterable[str] | None = None,
+    threshold: int = 1,
 ) -> np.ndarray:
     """Phase 3: the fixed-point update plus the self mask and the signed pairwise masks (mod 2^64).
 
     `members` are the sites that completed phase 2 (default: the whole roster); only they mask.
+    Fewer than `threshold` members is refused: the sum of too few updates protects nothing.
     """
     maskers = set(roster if members is None else members)
     if site not in maskers or not maskers <= set(roster):
         raise SecureAggregationError(
             f"site {site!r} did not share its keys this round, or the members are wrong"
         )
+    if len(maskers) < threshold:
+        raise SecureAggregationError(f"only {len(maskers)} site(s) would mask; the threshold is {threshold}")
     masked: np.ndarray = np.asarray(encoded, dtype=np.uint64) + expand_mask(secrets.self_seed, encoded.size)
     for other, keys in roster.items():
         if other == site or other not in maskers:
@@ -182,8 +200,11 @@ def reveal_shares(
     A site never reveals both for one sender, and refuses when fewer than t sites survived.
     """
     alive = set(survivors)
-    if not alive <= set(roster):
-        raise SecureAggregationError(f"survivors {sorted(alive - set(roster))} were not in the roster")
+    if not alive <= set(ciphertexts):
+        # A survivor must have shared its secrets with this site (be a member of phase 2).
+        raise SecureAggregationError(
+            f"survivors {sorted(alive - set(ciphertexts))} did not share with this site"
+        )
     if len(alive) < threshold:
         raise SecureAggregationError(
             f"only {len(alive)} site(s) survived but the threshold is {threshold}; refusing to reveal shares"
