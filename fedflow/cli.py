@@ -284,9 +284,12 @@ def _print_summary(result: Any) -> None:
     if result.audit:
         worst_loss = max(values["mia_loss_auc"] for values in result.audit.values())
         worst_calibrated = max(values["mia_calibrated_auc"] for values in result.audit.values())
+        lira = [values["mia_lira_auc"] for values in result.audit.values() if "mia_lira_auc" in values]
         console.print(
             f"privacy audit: membership-inference AUC, worst site: {worst_loss:.3f} (loss threshold), "
-            f"{worst_calibrated:.3f} (calibrated); 0.5 = the attacker learns nothing"
+            f"{worst_calibrated:.3f} (calibrated)"
+            + (f", {max(lira):.3f} (LiRA)" if lira else "")
+            + "; 0.5 = the attacker learns nothing"
         )
     for site, reasons in result.excluded_sites.items():
         console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")

@@ -53,3 +53,58 @@ def test_run_refuses_a_sites_file_with_unknown_sites(tmp_path: Path) -> None:
     mapping.write_text("clevland: /data/cleveland.csv\n")  # misspelt
     result = runner.invoke(app, ["run", "healthcare", "--sites", str(mapping)])
     assert result.exit_code == 2 and "clevland" in result.output
+
+
+def _flat(text: str) -> str:
+    """Console output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_run_refuses_impossible_privacy_and_codec_options() -> None:
+    result = runner.invoke(app, ["run", "healthcare", "--secure-aggregation", "--strategy", "fedmedian"])
+    assert result.exit_code != 0 and "secure aggregation cannot be combined" in _flat(result.output)
+    result = runner.invoke(app, ["run", "healthcare", "--codec", "zip"])
+    assert result.exit_code != 0 and "unknown codec" in _flat(result.output)
+    result = runner.invoke(app, ["run", "healthcare", "--codec", "topk", "--codec-option", "fraction"])
+    assert result.exit_code != 0 and "--codec-option expects KEY=VALUE" in _flat(result.output)
+
+
+def test_site_serve_checks_its_arguments_before_serving(tmp_path: Path) -> None:
+    data = tmp_path / "records.csv"
+    data.write_text("a\n1\n")
+    result = runner.invoke(
+        app,
+        [
+            "site",
+            "serve",
+            "--domain",
+            "healthcare",
+            "--site",
+            "mars",
+            "--data",
+            str(data),
+            "--exchange",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code != 0 and "has no site 'mars'" in _flat(result.output)
+    result = runner.invoke(
+        app,
+        [
+            "site",
+            "serve",
+            "--domain",
+            "healthcare",
+            "--site",
+            "cleveland",
+            "--data",
+            str(tmp_path / "missing.csv"),
+            "--exchange",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code != 0 and "is not a file" in _flat(result.output)
+    result = runner.invoke(
+        app, ["site", "serve", "--domain", "healthcare", "--site", "cleveland", "--data", str(data)]
+    )
+    assert result.exit_code != 0 and "--exchange" in _flat(result.output)  # the site decides its exchange
