@@ -557,7 +557,9 @@ def _run(
                             codec=codec,
                         )
                     )
-                    dense_bytes += len(encode(accepted[-1].delta))
+                    # Re-encode only when a codec changed the payload: uncompressed, it is its own size.
+                    compressed = codec.name != "none"
+                    dense_bytes += len(encode(accepted[-1].delta)) if compressed else len(update.payload)
                     accepted_bytes += len(update.payload)
                 reported[site] = (dict(update.metrics), update.num_examples)
                 last_accepted[site] = round_number
