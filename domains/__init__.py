@@ -19,6 +19,7 @@ from domains.yaml_files import load_domain_spec
 from fedflow.domain import DomainSpec
 from fedflow.errors import DomainError
 from fedflow.expectations import Expectation
+from fedflow.tasks import get_task
 
 DOMAINS_ROOT = Path(__file__).resolve().parent
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -47,7 +48,7 @@ class Domain:
     @property
     def class_minimum(self) -> int:
         """Minimum rows per class a site needs (0: no such check; regression never has one)."""
-        return self.spec.quality.min_rows_per_class if self.spec.task != "regression" else 0
+        return self.spec.quality.min_rows_per_class if get_task(self.spec.task).has_classes else 0
 
     def is_simulated(self, site: str, overrides: dict[str, str] | None = None) -> bool:
         """True when the site's rows are cut from the partitioned table rather than read whole."""

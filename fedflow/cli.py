@@ -83,6 +83,9 @@ def run(
     min_sites: Annotated[int | None, typer.Option(help="Stop when fewer sites than this remain.")] = None,
     min_sites_per_round: Annotated[int | None, typer.Option(help="Sample at least this many sites.")] = None,
     local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round.")] = None,
+    local_steps: Annotated[
+        int | None, typer.Option(help="Exactly this many local steps per round instead of epochs.")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Local learning rate.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="Local optimiser: sgd or adam.")] = None,
@@ -125,6 +128,9 @@ def run(
     audit: Annotated[
         bool | None, typer.Option("--audit/--no-audit", help="Membership-inference audit after training.")
     ] = None,
+    audit_shadows: Annotated[
+        int | None, typer.Option(help="Audit: shadow models per site for LiRA (even; 0: loss attacks only).")
+    ] = None,
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
@@ -157,9 +163,11 @@ def run(
         "min_sites_per_round": min_sites_per_round,
         "personalization_steps": personalization_steps,
         "audit": audit,
+        "audit_shadow_models": audit_shadows,
     }
     local = {
         "epochs": local_epochs,
+        "max_steps": local_steps,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "optimizer": optimizer,

@@ -24,6 +24,9 @@ class LocalTrainConfig(BaseModel):
 
     epochs: int = Field(default=1, ge=1, description="Passes over the site's training rows per round.")
     batch_size: int = Field(default=32, ge=1, description="Rows per optimisation step.")
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Train exactly this many steps per round instead of `epochs` passes."
+    )
     learning_rate: float = Field(default=0.05, gt=0, description="Step size of the local optimiser.")
     optimizer: Literal["sgd", "adam"] = Field(default="sgd", description="Local optimiser.")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")

@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedflow.config import FederationConfig
+from fedflow.language.options import language_config_problems, language_options
 
 
 class NumericColumn(BaseModel):
@@ -47,6 +48,19 @@ class TargetSpec(BaseModel):
     classes: list[str] = Field(default_factory=list, description="Multiclass tasks: the classes, in order.")
     min: float | None = None
     max: float | None = None
+
+
+class TextSpec(BaseModel):
+    """Checks on the text a language site trains on (the target column of a `language` domain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_chars: int = Field(default=1, ge=1, description="Shortest text allowed, in characters.")
+    max_chars: int = Field(default=20_000, ge=1, description="Longest text allowed, in characters.")
+    pii_guard: bool = Field(
+        default=True,
+        description="Refuse texts with e-mail addresses, phone numbers or national-ID-like numbers.",
+    )
 
 
 class QualitySpec(BaseModel):
@@ -105,7 +119,7 @@ class DomainSpec(BaseModel):
 
     name: str
     description: str = ""
-    task: Literal["binary", "multiclass", "regression"] = "binary"
+    task: Literal["binary", "multiclass", "regression", "language"] = "binary"
     target: TargetSpec
     numeric: list[NumericColumn] = Field(default_factory=list)
     categorical: list[CategoricalColumn] = Field(default_factory=list)
@@ -118,6 +132,7 @@ class DomainSpec(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict, description="Keyword options of build_model.")
     champion_metric: str | None = Field(default=None, description="Ranks versions; default per task.")
     quality: QualitySpec = Field(default_factory=QualitySpec)
+    text: TextSpec = Field(default_factory=TextSpec, description="Language tasks: checks on the texts.")
     federation: FederationConfig = Field(default_factory=FederationConfig)
 
     @model_validator(mode="after")
@@ -136,6 +151,17 @@ class DomainSpec(BaseModel):
             raise ValueError("a binary target needs exactly one of positive_above or positive_value")
         if self.task == "multiclass" and len(self.target.classes) < 2:
             raise ValueError("a multiclass target needs at least two `classes`")
+        if self.task == "language":
+            if names:
+                raise ValueError(
+                    "a language domain trains on its text column (`target`) alone; declare no features"
+                )
+            if self.text.min_chars > self.text.max_chars:
+                raise ValueError("text.min_chars is larger than text.max_chars")
+            language_options(self.model)  # unknown or bad model options fail here, naming the key
+            problems = language_config_problems(self.federation)
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     @property

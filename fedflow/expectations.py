@@ -60,7 +60,9 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
         )
     target = spec.target
     checks.append(Expectation("expect_column_values_to_not_be_null", {"column": target.column}))
-    if spec.task == "multiclass":
+    if spec.task == "language":
+        checks += text_expectations(target.column, spec)
+    elif spec.task == "multiclass":
         checks.append(
             Expectation(
                 "expect_column_values_to_be_in_set", {"column": target.column, "value_set": target.classes}
@@ -80,4 +82,34 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
                 {"column": target.column, "min_value": target.min, "max_value": target.max},
             )
         )
+    return checks
+
+
+# Text a site must not train on: it would be memorised and could come back out of the model.
+PII_PATTERNS: dict[str, str] = {
+    "email_address": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    # +44 20 7946 0958, (555) 123-4567, 555.123.4567: nine or more digits with phone separators.
+    "phone_number": r"(?:\+\d{1,3}[\s.-]?)?"
+    r"(?:\(\d{2,5}\)[\s.-]?\d{2,5}(?:[\s.-]\d{2,5}){1,3}|\d{2,5}(?:[\s.-]\d{2,5}){2,4})",
+    # US social security (123-45-6789), UK national insurance (AB 12 34 56 C), long digit runs (NHS).
+    "national_id": r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b|\d{9,}",
+}
+# Control characters other than tab/newline, and U+FFFD (what a wrong decoding leaves behind).
+BROKEN_ENCODING = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
+
+
+def text_expectations(column: str, spec: DomainSpec) -> list[Expectation]:
+    """Non-empty texts of bounded length, decoded cleanly, and (by default) free of obvious PII."""
+    checks = [
+        Expectation(
+            "expect_column_value_lengths_to_be_between",
+            {"column": column, "min_value": spec.text.min_chars, "max_value": spec.text.max_chars},
+        ),
+        Expectation("expect_column_values_to_not_match_regex", {"column": column, "regex": BROKEN_ENCODING}),
+    ]
+    if spec.text.pii_guard:
+        checks += [
+            Expectation("expect_column_values_to_not_match_regex", {"column": column, "regex": pattern})
+            for pattern in PII_PATTERNS.values()
+        ]
     return checks

@@ -19,11 +19,17 @@ class TrainResult:
     steps: int
 
 
+def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The parameters local training updates (a frozen base model's are left out)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
 def make_optimizer(model: torch.nn.Module, config: LocalTrainConfig) -> torch.optim.Optimizer:
+    params = list(trainable_parameters(model).values())
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     return torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=config.learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -53,17 +59,18 @@ def train_local(
 
     `proximal_mu` adds FedProx's (mu/2)||w - w_start||^2 to the loss; `gradient_correction`
     (SCAFFOLD's c - c_i, by parameter name) is added to every gradient before the step.
-    `max_steps` stops early (personalisation fine-tunes for a few steps only).
+    `max_steps` (else `config.max_steps`) stops early, e.g. personalisation's few steps.
     """
+    max_steps = max_steps if max_steps is not None else config.max_steps
     if len(features) == 0:
         raise ValueError("train_local needs at least one row")
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    x = task.inputs(features)
     y = targets_tensor(labels)
     weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
     # A private generator: sites may train concurrently in threads, so the global RNG is unsafe.
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, config)
-    params = dict(model.named_parameters())
+    params = trainable_parameters(model)
     anchor = {n: p.detach().clone() for n, p in params.items()} if proximal_mu > 0 else {}
     correction = (
         {n: torch.from_numpy(np.asarray(gradient_correction[n], dtype=np.float32)) for n in params}
@@ -99,9 +106,14 @@ def train_local(
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, features: np.ndarray, task: TaskKind) -> np.ndarray:
-    """Probabilities (classification) or values (regression) for every row."""
+    """The task's predictions for every row, in batches of `task.predict_batch_size` rows."""
     model.train(False)  # inference mode (same as Module.eval)
-    return task.predict(model(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))))
+    step = task.predict_batch_size
+    if len(features) <= step:
+        return task.predict(model(task.inputs(features)))
+    return np.concatenate(
+        [task.predict(model(task.inputs(features[i : i + step]))) for i in range(0, len(features), step)]
+    )
 
 
 def evaluate_local(

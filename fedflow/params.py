@@ -3,6 +3,7 @@
 import json
 import struct
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,15 +19,32 @@ _HEADER_LENGTH_BYTES = 8
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
+@runtime_checkable
+class FederatedState(Protocol):
+    """A module that federates only part of its state (a frozen base model with adapters)."""
+
+    def federated_state(self) -> dict[str, torch.Tensor]:
+        """The tensors that travel, by name."""
+        ...
+
+    def load_federated_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Set exactly those tensors."""
+        ...
+
+
 def get_weights(model: torch.nn.Module) -> NamedArrays:
-    """Copy a module's parameters and buffers into named float arrays."""
-    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
+    """Copy a module's federated tensors (all parameters and buffers by default) into named arrays."""
+    state = model.federated_state() if isinstance(model, FederatedState) else model.state_dict()
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in state.items()}
 
 
 def set_weights(model: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:
     """Load named arrays into a module; names and shapes must match exactly."""
     state = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in weights.items()}
-    model.load_state_dict(state, strict=True)
+    if isinstance(model, FederatedState):
+        model.load_federated_state(state)
+    else:
+        model.load_state_dict(state, strict=True)
 
 
 def encode(arrays: Mapping[str, np.ndarray]) -> bytes:

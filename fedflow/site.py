@@ -77,9 +77,10 @@ class LocalSite:
         cls, *, name: str, spec: DomainSpec, frame: pd.DataFrame, holdout_fraction: float, seed: int
     ) -> "LocalSite":
         """Split an already read (and validated) frame, seeded per site and stratified by label."""
+        task = get_task(spec.task)
         split = split_site(
             frame,
-            get_task(spec.task).labels(frame, spec),
+            task.labels(frame, spec) if task.has_classes else None,
             holdout_fraction=holdout_fraction,
             seed=derive_seed(seed, "split", name),
         )
@@ -102,13 +103,13 @@ class LocalSite:
 
     def statistics(self) -> SiteStatistics:
         """Counts and sums of the training rows (and class counts), for federated preprocessing."""
-        labels = self.task.labels(self.split.train, self.spec) if self.spec.task != "regression" else None
+        labels = self.task.labels(self.split.train, self.spec) if self.task.has_classes else None
         return site_statistics(self.split.train, self.spec, labels)
 
     def arrays(self, preprocessor: Preprocessor, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Features and labels of the `train` or `holdout` part."""
         frame = self.split.train if part == "train" else self.split.holdout
-        return preprocessor.transform(frame), self.task.labels(frame, self.spec)
+        return self.task.features(frame, self.spec, preprocessor), self.task.labels(frame, self.spec)
 
 
 def split_payload(arrays: NamedArrays) -> tuple[NamedArrays, dict[str, NamedArrays]]:
@@ -336,7 +337,7 @@ def local_audit_step(
         nonmember_reference_losses=losses["reference"][1],
     )
     if shadow_models:
-        classification = spec.task != "regression"
+        classification = task.has_classes
         features = np.concatenate([train[0], holdout[0]])
         labels = np.concatenate([train[1], holdout[1]])
         memberships = shadow_memberships(len(labels), shadow_models, derive_seed(seed, "lira"))

@@ -20,6 +20,8 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
     Errors name the site and the file, and say what to check. Missing codes declared in the
     domain (e.g. cholesterol recorded as 0) are turned into real missing values here.
     """
+    if path.is_dir() and spec.task == "language":
+        return read_text_folder(path, spec, site=site)
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
         raise SiteDataError(f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file")
@@ -46,6 +48,22 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
         )
         raise SiteDataError(f"site {site!r}: {path} has a single column {only[:60]!r}{hint}")
     return normalise_missing(frame, spec)
+
+
+def read_text_folder(folder: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
+    """A language site's folder of UTF-8 `.txt` files (e.g. one clinical note each): one row per file."""
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise SiteDataError(f"site {site!r}: folder {folder} has no .txt files")
+    texts = []
+    for file in files:
+        try:
+            texts.append(file.read_text(encoding="utf-8").strip())
+        except UnicodeDecodeError as error:
+            raise SiteDataError(
+                f"site {site!r}: {file} is not UTF-8 (byte {error.start}); re-save it as UTF-8"
+            ) from error
+    return pd.DataFrame({spec.target.column: pd.Series(texts, dtype="string")})
 
 
 def normalise_missing(frame: pd.DataFrame, spec: DomainSpec) -> pd.DataFrame:
@@ -99,12 +117,16 @@ class SiteSplit:
     holdout: pd.DataFrame
 
 
-def split_site(frame: pd.DataFrame, labels: np.ndarray, *, holdout_fraction: float, seed: int) -> SiteSplit:
-    """Seeded hold-out split, stratified by label when every class has at least two rows."""
+def split_site(
+    frame: pd.DataFrame, labels: np.ndarray | None, *, holdout_fraction: float, seed: int
+) -> SiteSplit:
+    """Seeded hold-out split, stratified by class `labels` (if given) when every class has two rows."""
     if holdout_fraction == 0:
         return SiteSplit(train=frame.reset_index(drop=True), holdout=frame.iloc[:0].reset_index(drop=True))
-    _, class_counts = np.unique(labels, return_counts=True)
-    stratify = labels if len(class_counts) > 1 and class_counts.min() >= 2 else None
+    stratify = None
+    if labels is not None:
+        _, class_counts = np.unique(labels, return_counts=True)
+        stratify = labels if len(class_counts) > 1 and class_counts.min() >= 2 else None
     train_idx, holdout_idx = train_test_split(
         np.arange(len(frame)), test_size=holdout_fraction, random_state=seed % (2**32), stratify=stratify
     )

@@ -26,8 +26,10 @@ from fedflow.checkpoint import (
 from fedflow.compression import build_codec
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError, PayloadError
+from fedflow.language.base_model import base_model_identity, exchanged_share, locate_base_model
+from fedflow.language.options import language_config_problems, language_options
 from fedflow.local import balanced_class_weights
-from fedflow.params import NamedArrays, check_compatible, decode, encode
+from fedflow.params import NamedArrays, check_compatible, decode, encode, set_weights
 from fedflow.privacy.accountant import PrivacyAccountant
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
 from fedflow.rounds import check_masked_update, check_update, initial_weights, round_metrics
@@ -267,6 +269,12 @@ def _publish_round(
     """A round's tracking, in order: version, champion alias, metrics, artifact, then checkpoint."""
     spec = loaded.spec
     round_number = checkpoint.round
+    adapter, version_tags = None, None
+    if spec.task == "language":
+        # The adapters in peft's own format go with the version, tagged with the base model they fit.
+        adapter = loaded.build_model(**spec.model)
+        set_weights(adapter, global_weights)
+        version_tags = base_model_identity(locate_base_model(language_options(spec.model)))
     version = tracker.register_round(
         round_number=round_number,
         strategy=strategy_name,
@@ -278,6 +286,8 @@ def _publish_round(
         task=spec.task,
         classes=list(spec.target.classes),
         output_dim=output_dim,
+        adapter=adapter,
+        version_tags=version_tags,
     )
     tracker.offer_champion(
         version,
@@ -376,6 +386,10 @@ def _run(
 
     # 2. Preprocessing from summed counts and sums; the round-0 model from the seed.
     task = get_task(spec.task)
+    if spec.task == "language":
+        problems = language_config_problems(config)
+        if problems:
+            raise FedflowError(f"{domain}: " + "; ".join(problems))
     shared = {p.summary.site: p.statistics for p in preparations if p.statistics is not None}
     totals = merge_statistics(shared.values())
     train_rows = {site: stats.rows for site, stats in shared.items()}
@@ -397,6 +411,18 @@ def _run(
         seed=derive_seed(config.seed, "init"),
     )
     reference_payload = encode(global_weights)  # the round-0 model: the audit's reference
+    if spec.task == "language":
+        # The base model stays at every site; say which one, and how little of it travels.
+        location = locate_base_model(language_options(spec.model))
+        adapters = sum(int(v.size) for v in global_weights.values())
+        tracker.set_tags(base_model_identity(location))
+        tracker.log_metrics(
+            {
+                "model/adapter_parameters": float(adapters),
+                "comm/exchanged_parameter_share": exchanged_share(location, adapters),
+            },
+            step=0,
+        )
     if champion is not None:
         continued = decode(champion.weights_payload)
         try:
@@ -426,7 +452,7 @@ def _run(
     higher_is_better = champion_metric in HIGHER_IS_BETTER
     class_weights = (
         balanced_class_weights(totals.label_counts, max(output_dim, 2))
-        if config.local.class_weighting == "balanced" and spec.task != "regression"
+        if config.local.class_weighting == "balanced" and task.has_classes
         else None
     )
     last_metrics: dict[str, float] = {}

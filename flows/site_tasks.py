@@ -148,7 +148,7 @@ def _finish_preparation(
     if not summary.success:
         return SitePreparation(summary=summary)
     try:
-        labels = get_task(domain.spec.task).labels(frame, domain.spec)
+        labels = get_task(domain.spec.task).labels(frame, domain.spec) if domain.class_minimum else None
         local = LocalSite.from_frame(
             name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
         )
@@ -160,7 +160,7 @@ def _finish_preparation(
             f"site {site!r}: target or features could not be turned into numbers ({type(error).__name__})"
         )
         return SitePreparation(summary=failure_summary(site, reason).model_copy(update={"rows": len(frame)}))
-    if domain.class_minimum:
+    if labels is not None:
         summary = with_check(summary, class_minimum_check(labels, domain.class_minimum))
         if not summary.success:
             return SitePreparation(summary=summary)

@@ -15,12 +15,20 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import AnyType, ColSpec, DataType, Schema, TensorSpec
+from mlflow.types.schema import AnyType, ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from fedflow.errors import FedflowError
 from fedflow.tabular import Preprocessor, example_frame
 
 PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+PYFUNC_LANGUAGE_MODEL_CODE = Path(__file__).with_name("pyfunc_language_model.py")
+# A language version takes prompts and returns their continuations; `max_new_tokens` is a parameter.
+LANGUAGE_EXAMPLE = pd.DataFrame({"prompt": ["To be, or not to be"]})
+LANGUAGE_SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec(DataType.string, "prompt")]),
+    outputs=Schema([ColSpec(DataType.string, "generated")]),
+    params=ParamSchema([ParamSpec("max_new_tokens", DataType.long, 40)]),
+)
 CHAMPION_ALIAS = "champion"
 # MLflow's hints about integer columns in the input example (ours are declared on purpose).
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
@@ -172,8 +180,14 @@ class FederationTracker:
         task: str,
         classes: list[str],
         output_dim: int,
+        adapter: Any = None,
+        version_tags: dict[str, str] | None = None,
     ) -> str:
-        """Log the round's global model as a pyfunc and register it as a new version."""
+        """Log the round's global model as a pyfunc and register it as a new version.
+
+        Language models also get `adapter`, the fine-tuned model whose peft adapter folder is
+        saved beside the weights (loadable with `peft` directly), and generate text when loaded.
+        """
         meta = {
             "domain": self.domain,
             "round": round_number,
@@ -185,22 +199,39 @@ class FederationTracker:
             "missing_codes": missing_codes,
             "feature_names": preprocessor.feature_names,
         }
-        example = example_frame(preprocessor)
-        output = _example_output(task, classes, len(example))
+        language = task == "language"
+        example = LANGUAGE_EXAMPLE if language else example_frame(preprocessor)
+        output = (
+            pd.DataFrame({"generated": ["…"]}) if language else _example_output(task, classes, len(example))
+        )
         with tempfile.TemporaryDirectory() as folder:
             files = Path(folder)
             (files / "weights.safetensors").write_bytes(weights_payload)
             (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
             (files / "meta.json").write_text(json.dumps(meta, indent=1))
+            if adapter is not None:
+                adapter.peft.save_pretrained(str(files / "adapter"))
             # No stderr redirection or warning filters here: this runs on the tracking thread and
             # both are process-wide (MLflow's input-example hints are filtered once, at import).
-            source = self._log_model(round_number, files, model_code, example, output)
-            tags = {"run_id": self.run_id, "round": str(round_number), "strategy": strategy}
+            source = self._log_model(round_number, files, model_code, example, output, language=language)
+            tags = {
+                "run_id": self.run_id,
+                "round": str(round_number),
+                "strategy": strategy,
+                **(version_tags or {}),
+            }
             created = self.client.create_model_version(self.model_name, source, run_id=self.run_id, tags=tags)
         return str(created.version)
 
     def _log_model(
-        self, round_number: int, files: Path, model_code: Path, example: pd.DataFrame, output: pd.DataFrame
+        self,
+        round_number: int,
+        files: Path,
+        model_code: Path,
+        example: pd.DataFrame,
+        output: pd.DataFrame,
+        *,
+        language: bool = False,
     ) -> str:
         """Save the pyfunc model into the run's artifacts; return its `runs:/` source.
 
@@ -219,16 +250,19 @@ class FederationTracker:
         artifact_path = f"global-round-{round_number}"
         with tempfile.TemporaryDirectory() as folder:
             local = Path(folder) / "model"
+            artifacts = {
+                "weights": str(files / "weights.safetensors"),
+                "preprocessor": str(files / "preprocessor.json"),
+                "meta": str(files / "meta.json"),
+                "model_code": str(model_code),
+            }
+            if (files / "adapter").is_dir():
+                artifacts["adapter"] = str(files / "adapter")
             mlflow.pyfunc.save_model(
                 path=local,
-                python_model=str(PYFUNC_MODEL_CODE),
-                artifacts={
-                    "weights": str(files / "weights.safetensors"),
-                    "preprocessor": str(files / "preprocessor.json"),
-                    "meta": str(files / "meta.json"),
-                    "model_code": str(model_code),
-                },
-                signature=_signature(example, output),
+                python_model=str(PYFUNC_LANGUAGE_MODEL_CODE if language else PYFUNC_MODEL_CODE),
+                artifacts=artifacts,
+                signature=LANGUAGE_SIGNATURE if language else _signature(example, output),
                 input_example=example,
                 # Declared rather than inferred: inference re-loads the model in a subprocess (~2 s).
                 pip_requirements=_REQUIREMENTS,

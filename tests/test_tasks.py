@@ -76,6 +76,10 @@ def test_binary_class_weights_become_pos_weight() -> None:
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_output_frame_has_a_prediction_column(name: str) -> None:
     task = get_task(name)
-    predictions = np.array([[0.3, 0.7], [0.9, 0.1]]) if name == "multiclass" else np.array([0.3, 0.8])
+    predictions = {
+        "multiclass": np.array([[0.3, 0.7], [0.9, 0.1]]),
+        "language": np.array([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]]),  # next-token log-probs, 0 = padding
+    }.get(name, np.array([0.3, 0.8]))
     frame = task.output_frame(predictions, ["CH", "MM"])
-    assert "prediction" in frame.columns and len(frame) == 2
+    column = "perplexity" if name == "language" else "prediction"
+    assert column in frame.columns and len(frame) == 2 and frame[column].notna().all()

@@ -2,10 +2,13 @@
 
 from fedflow.tasks.base import TaskKind
 from fedflow.tasks.binary import BinaryTask
+from fedflow.tasks.language import LanguageTask
 from fedflow.tasks.multiclass import MulticlassTask
 from fedflow.tasks.regression import RegressionTask
 
-TASKS: dict[str, TaskKind] = {task.name: task for task in (BinaryTask(), MulticlassTask(), RegressionTask())}
+TASKS: dict[str, TaskKind] = {
+    task.name: task for task in (BinaryTask(), MulticlassTask(), RegressionTask(), LanguageTask())
+}
 
 # Metrics where larger is better; every other metric (loss, rmse, mae) is minimised.
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "macro_f1", "r2"}

@@ -7,14 +7,25 @@ import pandas as pd
 import torch
 
 from fedflow.domain import DomainSpec
+from fedflow.tabular import Preprocessor
 
 
 class TaskKind(Protocol):
-    """Labels, loss, predictions and metrics of one kind of supervised task."""
+    """Inputs, labels, loss, predictions and metrics of one kind of task."""
 
     name: str
     metric_names: tuple[str, ...]
     default_champion_metric: str
+    has_classes: bool  # labels are class indices: class counts, stratified splits, class weights
+    predict_batch_size: int  # rows per forward pass when predicting
+
+    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
+        """The model's input array for the rows of `frame` (at the site)."""
+        ...
+
+    def inputs(self, features: np.ndarray) -> torch.Tensor:
+        """The tensor the model takes for rows of `features`."""
+        ...
 
     def output_dim(self, spec: DomainSpec) -> int:
         """Width of the model's last layer."""
@@ -45,3 +56,13 @@ class TaskKind(Protocol):
     def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
         """What the registered model returns for a batch of rows."""
         ...
+
+
+def tabular_features(frame: pd.DataFrame, preprocessor: Preprocessor) -> np.ndarray:
+    """Federated preprocessing of tabular rows."""
+    return preprocessor.transform(frame)
+
+
+def float_inputs(features: np.ndarray) -> torch.Tensor:
+    """Features as a float32 tensor (sharing memory when already contiguous float32)."""
+    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))

@@ -8,6 +8,8 @@ import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from fedflow.domain import DomainSpec
+from fedflow.tabular import Preprocessor
+from fedflow.tasks.base import float_inputs, tabular_features
 
 
 class BinaryTask:
@@ -16,6 +18,16 @@ class BinaryTask:
     name: str = "binary"
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "roc_auc", "pr_auc")
     default_champion_metric: str = "roc_auc"
+    has_classes: bool = True
+    predict_batch_size: int = 65536
+
+    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
+        """Federated preprocessing of the rows."""
+        return tabular_features(frame, preprocessor)
+
+    def inputs(self, features: np.ndarray) -> torch.Tensor:
+        """float32 features."""
+        return float_inputs(features)
 
     def output_dim(self, spec: DomainSpec) -> int:
         """A single logit."""

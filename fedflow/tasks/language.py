@@ -1,0 +1,86 @@
+"""Causal language modelling: next-token log-likelihood of each site's texts; perplexity.
+
+A row is one text (the target column). Its model input and its label are the same token array
+(`fedflow.language.tokens`); the model returns each next token's log-probability, so the loss
+is their negative mean over the tokens that are not padding.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedflow.domain import DomainSpec
+from fedflow.language.base_model import load_tokenizer, locate_base_model
+from fedflow.language.lora_model import PAD
+from fedflow.language.options import language_options
+from fedflow.language.tokens import tokenise
+from fedflow.tabular import Preprocessor
+
+
+def _mask(labels: np.ndarray) -> np.ndarray:
+    return np.asarray(labels[:, 1:] != PAD)
+
+
+class LanguageTask:
+    """Fine-tune a causal LM on the texts of the domain's target column."""
+
+    name: str = "language"
+    metric_names: tuple[str, ...] = ("loss", "perplexity")
+    default_champion_metric: str = "perplexity"
+    has_classes: bool = False
+    predict_batch_size: int = 8  # logits of a batch are (rows, length, vocabulary): keep them small
+
+    def output_dim(self, spec: DomainSpec) -> int:
+        """Not used: the vocabulary is the base model's."""
+        return 0
+
+    def labels(self, frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+        """The texts as token arrays (int64, -1 = padding), tokenised with the base model's tokenizer."""
+        options = language_options(spec.model)
+        tokenizer = load_tokenizer(locate_base_model(options))
+        texts = frame[spec.target.column].astype(str).tolist()
+        return tokenise(texts, tokenizer, max_length=options.max_length)
+
+    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
+        """The same token arrays: the model reads the text it predicts."""
+        return self.labels(frame, spec)
+
+    def inputs(self, features: np.ndarray) -> torch.Tensor:
+        """int64 token ids."""
+        return torch.from_numpy(np.ascontiguousarray(features, dtype=np.int64))
+
+    def loss(
+        self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood per predicted token."""
+        mask = targets[:, 1:] != PAD
+        return -(outputs * mask).sum() / mask.sum().clamp(min=1)
+
+    def predict(self, outputs: torch.Tensor) -> np.ndarray:
+        """Each next token's log-probability (0 at padding)."""
+        return outputs.detach().numpy()
+
+    def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+        """Token-level negative log-likelihood (`loss`) and its exponential, perplexity."""
+        mask = _mask(labels)
+        tokens = int(mask.sum())
+        if tokens == 0:
+            return {"loss": math.nan, "perplexity": math.nan}
+        nll = float(-(predictions.astype(np.float64) * mask).sum() / tokens)
+        return {"loss": nll, "perplexity": math.exp(min(nll, 700.0))}
+
+    def example_losses(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Each text's mean negative log-likelihood per token (for membership-inference audits)."""
+        mask = _mask(labels)
+        return np.asarray(
+            -(predictions.astype(np.float64) * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+        )
+
+    def output_frame(self, predictions: np.ndarray, spec_classes: list[str]) -> pd.DataFrame:
+        """Per text: its tokens' mean log-likelihood and perplexity."""
+        mean_logprob = predictions.astype(np.float64).sum(axis=1) / np.maximum(
+            (predictions != 0).sum(axis=1), 1
+        )
+        return pd.DataFrame({"log_likelihood": mean_logprob, "perplexity": np.exp(-mean_logprob)})
