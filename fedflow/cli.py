@@ -346,7 +346,9 @@ def resume(
 @app.command()
 def validate(
     domain: Annotated[str, typer.Argument(help="Domain whose data contract to check against.")],
-    data: Annotated[Path, typer.Option(help="The site's CSV or Parquet file.")],
+    data: Annotated[
+        Path, typer.Option(help="The site's CSV or Parquet file (language: or folder of .txt files).")
+    ],
     site: Annotated[str, typer.Option(help="Name to show for the site.")] = "local",
 ) -> None:
     """Check a site's file against the domain's expectations before joining (exit 1 on failure)."""
@@ -380,7 +382,8 @@ def validate(
     for check in summary.checks:
         mark = "[green]pass" if check.success else "[bold red]FAIL"
         detail = "" if check.success else check.describe().split(": ", 1)[-1]
-        table.add_row(check.expectation, check.column or "(table)", mark, detail)
+        name = f"{check.expectation}\n{check.label}" if check.label else check.expectation
+        table.add_row(name, check.column or "(table)", mark, detail)
     console.print(table)
     failed = len(summary.failures)
     if failed:
@@ -545,7 +548,12 @@ app.add_typer(site_app, name="site")
 def site_serve(
     domain: Annotated[str, typer.Option(help="The domain (template) the federation uses.")],
     site: Annotated[str, typer.Option(help="This site's name in the domain.")],
-    data: Annotated[Path, typer.Option(help="This site's data file (CSV or Parquet); never sent anywhere.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="This site's data: CSV or Parquet (language: or .txt folder); never sent anywhere."
+        ),
+    ],
     exchange: Annotated[
         str, typer.Option(help="fsspec URL of the exchange, as this machine sees it (the site decides).")
     ],
@@ -569,8 +577,10 @@ def site_serve(
     loaded = load_domain(domain)
     if site not in loaded.spec.site_names:
         raise _fail(f"--site: {domain} has no site {site!r}; its sites are {loaded.spec.site_names}")
-    if not data.is_file():
-        raise _fail(f"--data: {data} is not a file")
+    folder_of_texts = loaded.spec.task == "language" and data.is_dir()
+    if not data.is_file() and not folder_of_texts:
+        kind = "a file or a folder of .txt files" if loaded.spec.task == "language" else "a file"
+        raise _fail(f"--data: {data} is not {kind}")
     environment = {
         "FEDFLOW_SITE_NAME": site,
         "FEDFLOW_SITE_DOMAIN": domain,

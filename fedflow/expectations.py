@@ -22,6 +22,7 @@ class Expectation:
 
     type: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # what the check means to a person reading a failure ("PII guard: …")
 
     @property
     def column(self) -> str | None:
@@ -105,11 +106,19 @@ def text_expectations(column: str, spec: DomainSpec) -> list[Expectation]:
             "expect_column_value_lengths_to_be_between",
             {"column": column, "min_value": spec.text.min_chars, "max_value": spec.text.max_chars},
         ),
-        Expectation("expect_column_values_to_not_match_regex", {"column": column, "regex": BROKEN_ENCODING}),
+        Expectation(
+            "expect_column_values_to_not_match_regex",
+            {"column": column, "regex": BROKEN_ENCODING},
+            label="control characters or U+FFFD (badly decoded text)",
+        ),
     ]
     if spec.text.pii_guard:
         checks += [
-            Expectation("expect_column_values_to_not_match_regex", {"column": column, "regex": pattern})
-            for pattern in PII_PATTERNS.values()
+            Expectation(
+                "expect_column_values_to_not_match_regex",
+                {"column": column, "regex": pattern},
+                label=f"PII guard: {kind.replace('_', ' ')}",
+            )
+            for kind, pattern in PII_PATTERNS.items()
         ]
     return checks

@@ -173,3 +173,29 @@ def test_scaffold_is_refused_before_any_site_trains(language_env: str) -> None:
     )
     with pytest.raises(FedflowError, match="scaffold is not supported"):
         federated_training(domain=DOMAIN, federation=config, run_name="lora-scaffold")
+
+
+def test_a_ward_validates_its_notes_folder_before_joining(
+    tmp_path: Path, tiny_domains: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fedflow.cli import app
+
+    monkeypatch.setenv("FEDFLOW_DOMAINS_PATH", str(tiny_domains))
+    notes = tmp_path / "ward_7"
+    notes.mkdir()
+    for index in range(60):
+        (notes / f"note_{index:03d}.txt").write_text(
+            f"Patient stable on day {index}; continue current plan.\n"
+        )
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", DOMAIN, "--data", str(notes), "--site", "ward_7"])
+    assert ok.exit_code == 0, ok.output
+    (notes / "note_leak.txt").write_text(
+        "Family asked to be called on 07700 900 123 or at j.smith@example.org."
+    )
+    refused = runner.invoke(app, ["validate", DOMAIN, "--data", str(notes), "--site", "ward_7"])
+    assert refused.exit_code == 1
+    assert "PII guard: email address" in refused.output and "PII guard: phone number" in refused.output
+    assert "j.smith" not in refused.output and "07700" not in refused.output

@@ -7,6 +7,7 @@ class CheckResult(BaseModel):
     """The outcome of one expectation, reduced to counts (GX results carry raw values)."""
 
     expectation: str
+    label: str | None = Field(default=None, description="what the check means, when the domain says")
     column: str | None = None
     success: bool
     element_count: int | None = None
@@ -28,7 +29,8 @@ class CheckResult(BaseModel):
             detail = "column is missing"
         else:
             detail = "failed"
-        return f"{self.expectation}{where}: {detail}"
+        meaning = f" ({self.label})" if self.label else ""
+        return f"{self.expectation}{where}{meaning}: {detail}"
 
 
 class ValidationSummary(BaseModel):

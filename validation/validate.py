@@ -42,7 +42,8 @@ def build_suite(name: str, expectations: Sequence[Expectation]) -> gx.Expectatio
     suite = gx.ExpectationSuite(name=name)
     for expectation in expectations:
         kwargs = {k: v for k, v in expectation.kwargs.items() if v is not None}
-        suite.add_expectation(_gx_class(expectation.type)(**kwargs))
+        meta = {"fedflow_label": expectation.label} if expectation.label else None
+        suite.add_expectation(_gx_class(expectation.type)(**kwargs, meta=meta))
     return suite
 
 
@@ -69,6 +70,7 @@ def _check_result(result: ExpectationValidationResult) -> CheckResult:
     observed = details.get("observed_value")
     return CheckResult(
         expectation=config.type if config is not None else "unknown",
+        label=(config.meta or {}).get("fedflow_label") if config is not None else None,
         column=kwargs.get("column"),
         success=bool(result.success),
         element_count=details.get("element_count"),
@@ -112,7 +114,10 @@ _SOURCE: Any = None
 
 
 def _prepared(suite_name: str, expectations: Sequence[Expectation]) -> tuple[gx.ExpectationSuite, Any]:
-    key = (suite_name, json.dumps([(e.type, e.kwargs) for e in expectations], sort_keys=True, default=str))
+    key = (
+        suite_name,
+        json.dumps([(e.type, e.kwargs, e.label) for e in expectations], sort_keys=True, default=str),
+    )
     if key not in _PREPARED:
         suite = build_suite(suite_name, expectations)
         global _SOURCE
@@ -201,6 +206,7 @@ def validate_frames(
         checks = [
             CheckResult(
                 expectation=e.type,
+                label=e.label,
                 column=e.column,
                 success=True,
                 element_count=len(frame),
