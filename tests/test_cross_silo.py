@@ -222,6 +222,7 @@ def test_prefect_yaml_deploys_every_deployment(prefect_server) -> None:  # type:
         "federated-training/healthcare",
         "federated-training/finance",
         "federated-training/retail",
+        "federated-training/language",
         "federated-training/healthcare-continual",
         *(f"fedflow-site/healthcare-{site}" for site in load_domain("healthcare").spec.site_names),
     ]

@@ -199,3 +199,12 @@ def test_a_ward_validates_its_notes_folder_before_joining(
     assert refused.exit_code == 1
     assert "PII guard: email address" in refused.output and "PII guard: phone number" in refused.output
     assert "j.smith" not in refused.output and "07700" not in refused.output
+
+
+def test_membership_audit_scores_texts_with_the_adapters(language_env: str) -> None:
+    result = federated_training(
+        domain=DOMAIN, federation=_config(rounds=1, audit=True, audit_shadow_models=2), run_name="lora-audit"
+    )
+    assert sorted(result.audit) == sorted(result.per_site)
+    for scores in result.audit.values():
+        assert 0.0 <= scores["mia_loss_auc"] <= 1.0 and 0.0 <= scores["mia_lira_auc"] <= 1.0
