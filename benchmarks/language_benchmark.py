@@ -9,15 +9,16 @@ LoRA r=8 on q_proj and v_proj, the template's local settings):
 - pooled:     one adapter set fine-tuned on all sites' training rows for R x S x K steps
               (the same number of gradient steps as the K federated sites together)
 
-Each site's hold-out perplexity is reported, and the mean over sites weighted by hold-out rows
-(as the flow logs `global/perplexity`). Bytes per round are the flow's counted payloads against
-what full fine-tuning would send (every base parameter in float32, both ways, per site).
+Each site's hold-out perplexity is reported, and the federation's: exp of the sites' mean token
+loss weighted by hold-out texts (as the flow logs `global/perplexity`). Bytes are the flow's
+counted payloads, against what full fine-tuning would send (every base parameter in float32).
 
     .venv/bin/python benchmarks/language_benchmark.py [--rounds 5] [--local-steps 6]
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -45,8 +46,9 @@ TASK = get_task("language")
 
 
 def _weighted(per_site: dict[str, dict[str, float]]) -> float:
+    """exp of the mean token loss weighted by hold-out texts: the flow's `global/perplexity`."""
     rows = sum(m["num_examples"] for m in per_site.values())
-    return sum(m["perplexity"] * m["num_examples"] for m in per_site.values()) / rows
+    return math.exp(sum(m["loss"] * m["num_examples"] for m in per_site.values()) / rows)
 
 
 def main() -> None:

@@ -381,7 +381,7 @@ def validate(
         table.add_column(column, overflow="fold")
     for check in summary.checks:
         mark = "[green]pass" if check.success else "[bold red]FAIL"
-        detail = "" if check.success else check.describe().split(": ", 1)[-1]
+        detail = "" if check.success else check.detail()
         name = f"{check.expectation}\n{check.label}" if check.label else check.expectation
         table.add_row(name, check.column or "(table)", mark, detail)
     console.print(table)

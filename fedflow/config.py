@@ -228,6 +228,15 @@ class FederationConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _dp_sgd_counts_epochs(self) -> "FederationConfig":
+        if self.local.dp_sgd is not None and self.local.max_steps is not None:
+            raise ValueError(
+                "local.dp_sgd samples rows by epoch (Poisson sampling for its accountant); "
+                "set local.epochs instead of local.max_steps"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _scaffold_needs_sgd(self) -> "FederationConfig":
         if self.strategy.name == "scaffold" and self.local.optimizer != "sgd":
             raise ValueError(

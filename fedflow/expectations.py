@@ -89,9 +89,9 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
 # Text a site must not train on: it would be memorised and could come back out of the model.
 PII_PATTERNS: dict[str, str] = {
     "email_address": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    # +44 20 7946 0958, (555) 123-4567, 555.123.4567: nine or more digits with phone separators.
-    "phone_number": r"(?:\+\d{1,3}[\s.-]?)?"
-    r"(?:\(\d{2,5}\)[\s.-]?\d{2,5}(?:[\s.-]\d{2,5}){1,3}|\d{2,5}(?:[\s.-]\d{2,5}){2,4})",
+    # +44 20 7946 0958, (555) 123-4567, 07700 900 123: 9 to 13 digits with phone separators;
+    # not an ISO date (2024-01-15) or a run of short numbers (BP 120/80, 12 30 45).
+    "phone_number": r"(?<![\d-])(?!\d{4}-\d{2}-\d{2})(?:\+\s?)?\(?\d(?:[\s.()-]{0,2}\d){8,12}(?!\d)",
     # US social security (123-45-6789), UK national insurance (AB 12 34 56 C), long digit runs (NHS).
     "national_id": r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b|\d{9,}",
 }

@@ -1,5 +1,6 @@
 """Reading a site's own data file, and splitting it into train and hold-out at the site."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
 from fedflow.partition import dirichlet_partition, iid_partition, natural_partition
 
+_SITE_LOG = logging.getLogger("fedflow.site")
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -56,12 +58,16 @@ def read_text_folder(folder: Path, spec: DomainSpec, *, site: str) -> pd.DataFra
     if not files:
         raise SiteDataError(f"site {site!r}: folder {folder} has no .txt files")
     texts = []
-    for file in files:
+    for index, file in enumerate(files, start=1):
         try:
-            texts.append(file.read_text(encoding="utf-8").strip())
+            # utf-8-sig: notes saved on Windows often start with a byte-order mark.
+            texts.append(file.read_text(encoding="utf-8-sig").strip())
         except UnicodeDecodeError as error:
+            # A file name can identify a patient: it stays in the site's own log.
+            _SITE_LOG.error("site %s: %s is not UTF-8 (byte %d)", site, file, error.start)
             raise SiteDataError(
-                f"site {site!r}: {file} is not UTF-8 (byte {error.start}); re-save it as UTF-8"
+                f"site {site!r}: text file {index} of {len(files)} in the data folder is not UTF-8 "
+                "(its name is in the site's own log); re-save it as UTF-8"
             ) from error
     return pd.DataFrame({spec.target.column: pd.Series(texts, dtype="string")})
 

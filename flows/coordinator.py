@@ -26,7 +26,12 @@ from fedflow.checkpoint import (
 from fedflow.compression import build_codec
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError, InsufficientSitesError, PayloadError
-from fedflow.language.base_model import base_model_identity, exchanged_share, locate_base_model
+from fedflow.language.base_model import (
+    base_model_identity,
+    exchanged_share,
+    locate_base_model,
+    weights_digest,
+)
 from fedflow.language.options import language_config_problems, language_options
 from fedflow.local import balanced_class_weights
 from fedflow.params import NamedArrays, check_compatible, decode, encode, set_weights
@@ -217,8 +222,13 @@ def _membership_audit(
 ) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
     """Every site attacks the final model with its own rows; a failing site is left out."""
     # Shadow models see the site's rows about as often as the federation did (capped for time).
+    steps = config.local.max_steps
     shadow_config = config.local.model_copy(
-        update={"epochs": min(config.rounds * config.local.epochs, 30), "dp_sgd": None}
+        update={
+            "epochs": min(config.rounds * config.local.epochs, 30),
+            "max_steps": None if steps is None else min(config.rounds * steps, 300),
+            "dp_sgd": None,
+        }
     )
     futures = transport.map(
         audit_site,
@@ -322,6 +332,25 @@ def _publish_round(
     )
 
 
+def _same_base_model(
+    preparations: list[SitePreparation], model_options: dict[str, Any]
+) -> list[SitePreparation]:
+    """Exclude language sites that load another base model than the coordinator's: adapters fit one model."""
+    expected = weights_digest(locate_base_model(language_options(model_options)))
+    out = []
+    for preparation in preparations:
+        digest = preparation.base_model_sha256
+        if preparation.summary.success and digest is not None and digest != expected:
+            site = preparation.summary.site
+            reason = (
+                f"site {site!r} holds another base model (sha256 {digest[:12]}…; the federation's is "
+                f"{expected[:12]}…): install the same model files at the site"
+            )
+            preparation = SitePreparation(summary=failure_summary(site, reason))
+        out.append(preparation)
+    return out
+
+
 def _prepared(site: str, future: Any, logger: Any) -> SitePreparation:
     """A site's preparation, or an exclusion when its call failed (cross-silo: not deployed, timed out)."""
     try:
@@ -360,6 +389,8 @@ def _run(
         seed=config.seed,
     )
     preparations = [_prepared(site, future, logger) for site, future in futures.items()]
+    if spec.task == "language":
+        preparations = _same_base_model(preparations, spec.model)
     summaries = [p.summary for p in preparations]
     excluded = {s.site: s.reasons() for s in summaries if not s.success}
     eligible = [p.summary.site for p in preparations if p.summary.success]
@@ -414,8 +445,19 @@ def _run(
     if spec.task == "language":
         # The base model stays at every site; say which one, and how little of it travels.
         location = locate_base_model(language_options(spec.model))
+        identity = base_model_identity(location)
+        earlier = {
+            "the champion version": champion.tags if champion is not None else {},
+            "the run being resumed": tracker.tags() if resumed is not None else {},
+        }
+        for what, tags in earlier.items():
+            if tags.get("base_model.sha256") not in (None, identity["base_model.sha256"]):
+                raise FedflowError(
+                    f"{what} was fine-tuned on another base model (sha256 {tags['base_model.sha256'][:12]}…, "
+                    f"this machine has {identity['base_model.sha256'][:12]}…): its adapters do not fit it"
+                )
         adapters = sum(int(v.size) for v in global_weights.values())
-        tracker.set_tags(base_model_identity(location))
+        tracker.set_tags(identity)
         tracker.log_metrics(
             {
                 "model/adapter_parameters": float(adapters),
@@ -442,6 +484,13 @@ def _run(
         if lost:
             logger.warning("sites %s no longer pass validation; the resumed run goes on without them", lost)
         eligible = [site for site in resumed.checkpoint.eligible if site in eligible]
+        try:
+            check_compatible(resumed.weights, global_weights)
+        except PayloadError as error:
+            raise CheckpointError(
+                f"the checkpoint of {federation_id!r} does not fit the domain's model any more ({error}); "
+                "restore the model options it started with, or start a new federation"
+            ) from error
         global_weights = resumed.weights
         first_round = resumed.checkpoint.round + 1
         history = list(resumed.checkpoint.history)
@@ -650,6 +699,7 @@ def _run(
             *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),
         ]
         metrics = round_metrics(per_site, names)
+        metrics = dataclasses.replace(metrics, mean=task.global_metrics(metrics.mean))
         train_loss = sum(m.get("train_loss", math.nan) * n for m, n in reported.values()) / sum(
             n for _, n in reported.values()
         )

@@ -46,7 +46,8 @@ class FederatedLanguageModel(PythonModel):  # type: ignore[misc]
         max_new_tokens = int((params or {}).get("max_new_tokens", 40))
         generated = []
         for prompt in model_input["prompt"].astype(str):
-            ids = self.tokenizer(prompt, return_tensors="pt")
+            # As in training: no special tokens in front of the text.
+            ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
             with torch.no_grad():
                 out = self.model.peft.generate(
                     **ids,

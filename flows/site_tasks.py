@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domains import Domain, load_domain
 from domains.yaml_files import load_site_mapping
@@ -25,6 +25,8 @@ from fedflow.checkpoint import state_root
 from fedflow.compression import build_codec
 from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
+from fedflow.language.base_model import locate_base_model, weights_digest
+from fedflow.language.options import language_options
 from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
 from fedflow.secure_aggregation.protocol import (
     PublicKeys,
@@ -70,6 +72,9 @@ class SitePreparation(BaseModel):
 
     summary: ValidationSummary
     statistics: SiteStatistics | None = None
+    base_model_sha256: str | None = Field(
+        default=None, description="Language tasks: the digest of the base model this site loads."
+    )
 
 
 class _SiteState:
@@ -164,9 +169,18 @@ def _finish_preparation(
         summary = with_check(summary, class_minimum_check(labels, domain.class_minimum))
         if not summary.success:
             return SitePreparation(summary=summary)
+    digest = None
+    if domain.spec.task == "language":
+        try:
+            digest = weights_digest(locate_base_model(language_options(domain.spec.model)))
+        except FedflowError as error:
+            _LOCAL_LOG.error("site %s cannot load its base model: %s", site, error)
+            return SitePreparation(
+                summary=failure_summary(site, f"site {site!r} cannot find its base model (see its own log)")
+            )
     with _STATE.lock:
         _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
-    return SitePreparation(summary=summary, statistics=statistics)
+    return SitePreparation(summary=summary, statistics=statistics, base_model_sha256=digest)
 
 
 @task(name="site-validate", cache_policy=NO_CACHE, task_run_name="validate-{site}")

@@ -163,6 +163,10 @@ class FederationTracker:
         mlflow.log_figure(figure, artifact_file)
         plt.close(figure)
 
+    def tags(self) -> dict[str, str]:
+        """The run's tags as stored."""
+        return dict(self.client.get_run(self.run_id).data.tags)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags of the run."""
         mlflow.set_tags(tags)
@@ -318,6 +322,7 @@ class Champion:
     version: str
     weights_payload: bytes
     preprocessor: Preprocessor
+    tags: dict[str, str]
 
 
 def load_champion(domain: str) -> Champion:
@@ -341,4 +346,9 @@ def load_champion(domain: str) -> Champion:
         preprocessor = Preprocessor.model_validate_json(
             (local / "artifacts" / "preprocessor.json").read_text()
         )
-    return Champion(version=str(holder.version), weights_payload=weights, preprocessor=preprocessor)
+    return Champion(
+        version=str(holder.version),
+        weights_payload=weights,
+        preprocessor=preprocessor,
+        tags=dict(holder.tags),
+    )

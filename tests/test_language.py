@@ -10,7 +10,7 @@ import torch
 from tiny_language_model import save_tiny_llama, speeches
 
 from domains import load_domain
-from fedflow.config import LocalTrainConfig
+from fedflow.config import FederationConfig, LocalTrainConfig
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
 from fedflow.expectations import PII_PATTERNS, expectations_from_spec
@@ -111,6 +111,7 @@ def test_tokenise_ends_each_text_and_pads_with_minus_one(options: LanguageModelO
     short = tokens[0][tokens[0] != PAD]
     assert short[-1] == tokenizer.eos_token_id and (tokens[0][len(short) :] == PAD).all()
     assert (tokens[1] != PAD).all()  # cut at max_length, no padding
+    assert tokens[1][-1] != tokenizer.eos_token_id  # a cut text did not end there
 
 
 def test_padding_never_counts(options: LanguageModelOptions) -> None:
@@ -165,6 +166,14 @@ def test_text_checks_catch_pii_bad_encoding_and_length(options: LanguageModelOpt
         # The summary says which check failed and how many rows, never the text itself.
         assert text[:10] not in summary.model_dump_json(), case
     assert set(PII_PATTERNS) == {"email_address", "phone_number", "national_id"}
+    # Clinical notes are full of dates, times and short numbers: none of them is PII here.
+    everyday = [
+        "Seen 2024-01-15 10:30 by the registrar.",
+        "BP 120/80, HR 72, temp 37.2.",
+        "Dose 5 mg at 08:00 and 20:00; review in 12 30 45 min.",
+        "Act 2 scene 1, line 1599.",
+    ]
+    assert validate_frame(pd.DataFrame({"speech": everyday}), checks, site="a", suite_name="t").success
     assert not _spec(options, pii_guard=False).text.pii_guard
     assert domain.spec.text.pii_guard  # on in the shipped template
 
@@ -180,8 +189,10 @@ def test_a_folder_of_notes_is_one_row_per_file(tmp_path: Path, options: Language
     # In path order (2026/b.txt before a.txt), stripped of surrounding blank space.
     assert frame["speech"].tolist() == ["Second note, in a sub-folder.", "First note."]
     (notes / "c.txt").write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(SiteDataError, match=r"c\.txt is not UTF-8"):
+    # The file is counted, not named: a note's file name can identify a patient.
+    with pytest.raises(SiteDataError, match="text file 3 of 3 in the data folder is not UTF-8") as refused:
         read_site_frame(notes, spec, site="ward_7")
+    assert "c.txt" not in str(refused.value)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SiteDataError, match=r"no \.txt files"):
@@ -199,6 +210,12 @@ def test_language_config_errors_name_the_problem(options: LanguageModelOptions) 
         )
     with pytest.raises(ValueError, match="dp_sgd"):
         DomainSpec.model_validate({**_spec(options).model_dump(), "federation": {"local": {"dp_sgd": {}}}})
+    with pytest.raises(ValueError, match="label_flip"):
+        DomainSpec.model_validate(
+            {**_spec(options).model_dump(), "federation": {"attack": {"kind": "label_flip", "sites": ["a"]}}}
+        )
+    with pytest.raises(ValueError, match=r"instead of local\.max_steps"):
+        FederationConfig.model_validate({"local": {"dp_sgd": {}, "max_steps": 5}})
     with pytest.raises(ValueError, match="declare no features"):
         DomainSpec.model_validate({**_spec(options).model_dump(), "numeric": [{"name": "age"}]})
     with pytest.raises(LanguageModelError, match="is not a folder"):

@@ -14,6 +14,8 @@ from domains import load_domain
 from fedflow.checkpoint import load_checkpoint
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError
+from fedflow.language.base_model import locate_base_model, weights_digest
+from fedflow.language.options import language_options
 from fedflow.local import evaluate_local
 from fedflow.params import encode, set_weights
 from fedflow.rounds import initial_weights
@@ -49,6 +51,27 @@ def _config(**changes: object) -> FederationConfig:
 
 def _history(run_id: str, key: str) -> list[float]:
     return [m.value for m in sorted(MlflowClient().get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_a_site_with_another_base_model_is_excluded(
+    tiny_domains: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.coordinator import _same_base_model
+    from flows.site_tasks import SitePreparation
+    from validation import ValidationSummary
+
+    monkeypatch.setenv("FEDFLOW_DOMAINS_PATH", str(tiny_domains))
+    spec = load_domain(DOMAIN).spec
+    ours = weights_digest(locate_base_model(language_options(spec.model)))
+    prepared = [
+        SitePreparation(summary=ValidationSummary(site="a", success=True, rows=60), base_model_sha256=ours),
+        SitePreparation(
+            summary=ValidationSummary(site="b", success=True, rows=60), base_model_sha256="0" * 64
+        ),
+    ]
+    checked = _same_base_model(prepared, spec.model)
+    assert checked[0] is prepared[0]
+    assert not checked[1].summary.success and "another base model" in checked[1].summary.reasons()[0]
 
 
 def _base_perplexity(config: FederationConfig) -> float:
@@ -89,6 +112,9 @@ def test_federated_lora_learns_and_registers_adapters(language_env: str) -> None
     )
     assert set(result.final_metrics) == {"loss", "perplexity"}
     perplexity = _history(result.mlflow_run_id, "global/perplexity")
+    # The federation's perplexity is exp of its mean token loss, not a mean of perplexities.
+    loss = _history(result.mlflow_run_id, "global/loss")
+    np.testing.assert_allclose(perplexity, np.exp(loss), rtol=1e-9)
     assert perplexity[-1] < perplexity[0] < _base_perplexity(config)
     for site in result.per_site:
         assert _history(result.mlflow_run_id, f"site/{site}/perplexity")

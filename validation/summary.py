@@ -17,8 +17,13 @@ class CheckResult(BaseModel):
     error: str | None = Field(default=None, description="why the check could not run")
 
     def describe(self) -> str:
-        """One human line, e.g. `expect_column_values_to_be_between(age): 3 of 120 rows`."""
+        """One human line, e.g. `expect_column_values_to_be_between(age): 3 of 120 rows unexpected`."""
         where = f"({self.column})" if self.column else ""
+        meaning = f" ({self.label})" if self.label else ""
+        return f"{self.expectation}{where}{meaning}: {self.detail()}"
+
+    def detail(self) -> str:
+        """What went wrong, without naming the check (e.g. `3 of 120 rows unexpected`)."""
         if self.error:
             detail = self.error
         elif self.unexpected_count is not None:
@@ -29,8 +34,7 @@ class CheckResult(BaseModel):
             detail = "column is missing"
         else:
             detail = "failed"
-        meaning = f" ({self.label})" if self.label else ""
-        return f"{self.expectation}{where}{meaning}: {detail}"
+        return detail
 
 
 class ValidationSummary(BaseModel):

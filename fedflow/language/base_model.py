@@ -151,16 +151,23 @@ def load_base_model(location: BaseModelLocation) -> torch.nn.Module:
 
 
 @functools.lru_cache(maxsize=4)
+def weights_digest(location: BaseModelLocation) -> str:
+    """SHA-256 of the base model's weights file ("" when it has none): every party must hold the same."""
+    weights = location.weights_file
+    if weights is None or not weights.is_file():
+        return ""
+    sha = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
 def base_model_identity(location: BaseModelLocation) -> dict[str, str]:
     """What names the base model for the registry: its name, weights file and that file's SHA-256."""
     weights = location.weights_file
-    digest = ""
-    if weights is not None and weights.is_file():
-        sha = hashlib.sha256()
-        with weights.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                sha.update(block)
-        digest = sha.hexdigest()
+    digest = weights_digest(location)
     model = load_base_model(location)
     config: Any = model.config
     return {

@@ -77,7 +77,7 @@ def lora_language_model(options: LanguageModelOptions) -> LoraLanguageModel:
     config = LoraConfig(
         r=options.lora_r,
         lora_alpha=options.lora_alpha,
-        lora_dropout=options.lora_dropout,
+        lora_dropout=0.0,  # dropout would draw from torch's global RNG, shared by concurrent sites
         target_modules=list(options.target_modules),
         bias="none",
         task_type="CAUSAL_LM",

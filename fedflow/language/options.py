@@ -27,7 +27,6 @@ class LanguageModelOptions(BaseModel):
     max_length: int = Field(default=64, ge=4, le=4096, description="Tokens per training sequence.")
     lora_r: int = Field(default=8, ge=1, description="Rank of every LoRA adapter.")
     lora_alpha: int = Field(default=16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "v_proj"],
         min_length=1,
@@ -48,6 +47,8 @@ def language_config_problems(config: FederationConfig) -> list[str]:
             "local.dp_sgd (Opacus) does not support a frozen base model with adapters here; "
             "use privacy.mode central or distributed (DP-FedAvg clips and noises the adapter updates)"
         )
+    if config.attack is not None and config.attack.kind == "label_flip":
+        problems.append("attack label_flip has no labels to flip in a language model's text")
     if config.strategy.name == "scaffold":
         problems.append(
             "strategy scaffold is not supported for language models; use fedavg, fedprox or fedadam"

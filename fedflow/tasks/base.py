@@ -27,6 +27,10 @@ class TaskKind(Protocol):
         """The tensor the model takes for rows of `features`."""
         ...
 
+    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Federation-wide metrics from the sites' weighted means (a ratio may need re-deriving)."""
+        ...
+
     def output_dim(self, spec: DomainSpec) -> int:
         """Width of the model's last layer."""
         ...

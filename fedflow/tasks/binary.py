@@ -29,6 +29,10 @@ class BinaryTask:
         """float32 features."""
         return float_inputs(features)
 
+    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """The weighted means as they are."""
+        return means
+
     def output_dim(self, spec: DomainSpec) -> int:
         """A single logit."""
         return 1

@@ -51,6 +51,14 @@ class LanguageTask:
         """int64 token ids."""
         return torch.from_numpy(np.ascontiguousarray(features, dtype=np.int64))
 
+    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Perplexity is exp of the mean loss (a mean of per-site perplexities would overstate it)."""
+        out = dict(means)
+        for prefix in ("", "personalised/"):
+            if f"{prefix}loss" in means and f"{prefix}perplexity" in means:
+                out[f"{prefix}perplexity"] = math.exp(min(means[f"{prefix}loss"], 700.0))
+        return out
+
     def loss(
         self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
     ) -> torch.Tensor:

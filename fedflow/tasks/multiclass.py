@@ -27,6 +27,10 @@ class MulticlassTask:
         """float32 features."""
         return float_inputs(features)
 
+    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """The weighted means as they are."""
+        return means
+
     def output_dim(self, spec: DomainSpec) -> int:
         """One logit per declared class."""
         return len(spec.target.classes)
