@@ -20,7 +20,6 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -131,11 +130,6 @@ def main() -> None:
     parser.add_argument(
         "--clients-per-task", type=int, default=0, help="sites per Prefect task (0: K / 8, at least 1)"
     )
-    parser.add_argument(
-        "--embedded-api",
-        action="store_true",
-        help="serve Prefect's API from a thread of this process instead of a temporary server process",
-    )
     args = parser.parse_args()
     sampler = MemorySampler(interval=0.2)
     sampler.start()
@@ -148,17 +142,15 @@ def main() -> None:
         domain_name = write_domain(root / "domains", args.clients, args.rounds, args.seed)
         from fedflow.checkpoint import load_checkpoint
         from flows.coordinator import federated_training
-        from flows.embedded_api import embedded_api
         from flows.transport import TransportConfig
 
         flow_started = time.perf_counter()
         per_task = args.clients_per_task or max(1, args.clients // 8)
-        with embedded_api() if args.embedded_api else contextlib.nullcontext():
-            result = federated_training(
-                domain=domain_name,
-                run_name=f"sbs-{args.clients}x{args.rounds}",
-                transport=TransportConfig(clients_per_task=per_task),
-            )
+        result = federated_training(
+            domain=domain_name,
+            run_name=f"sbs-{args.clients}x{args.rounds}",
+            transport=TransportConfig(clients_per_task=per_task),
+        )
         flow_seconds = time.perf_counter() - flow_started
         history = load_checkpoint(result.federation_id)[0].history
         accuracy = test_accuracy(domain_name, result.federation_id, args.seed)
@@ -179,7 +171,6 @@ def main() -> None:
         "bytes_per_round_per_client": received / args.clients,
         "rounds_completed": result.rounds_completed,
         "clients_per_task": per_task,
-        "prefect_api": "embedded" if args.embedded_api else "temporary server process",
     }
     args.json.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))

@@ -40,11 +40,6 @@ def main() -> None:
     parser.add_argument("--launcher", default="run-simulation", choices=["run-simulation", "flwr-run"])
     parser.add_argument("--flower-python", type=Path, default=ROOT / ".venv-flower" / "bin" / "python")
     parser.add_argument("--markdown", type=Path, default=None)
-    parser.add_argument(
-        "--embedded-api",
-        action="store_true",
-        help="fedflow serves Prefect's API from a thread (flows/embedded_api.py)",
-    )
     args = parser.parse_args()
     if not args.flower_python.exists():
         sys.exit(f"{args.flower_python} not found: run `bash benchmarks/flower/setup.sh` first")
@@ -66,17 +61,7 @@ def main() -> None:
                 common = ["--clients", str(clients), "--rounds", str(rounds), "--seed", str(seed)]
                 out = Path(folder) / f"fedflow-{spec}-{seed}.json"
                 results["fedflow"].append(
-                    run(
-                        [
-                            sys.executable,
-                            str(HERE / "fedflow_workload.py"),
-                            *common,
-                            *(["--embedded-api"] if args.embedded_api else []),
-                            "--json",
-                            str(out),
-                        ],
-                        out,
-                    )
+                    run([sys.executable, str(HERE / "fedflow_workload.py"), *common, "--json", str(out)], out)
                 )
                 out = Path(folder) / f"flower-{spec}-{seed}.json"
                 flower = [str(args.flower_python), str(HERE / "flower" / "flower_workload.py"), *common]
