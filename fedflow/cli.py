@@ -485,7 +485,8 @@ def domains_show(name: Annotated[str, typer.Argument(help="Domain to describe.")
     checks.add_column("arguments", overflow="fold")
     for expectation in domain.expectations:
         args = ", ".join(f"{k}={v}" for k, v in expectation.kwargs.items() if k != "type_list")
-        checks.add_row(expectation.type, args)
+        name = f"{expectation.type}\n({expectation.label})" if expectation.label else expectation.type
+        checks.add_row(name, args)
     console.print(checks)
 
 
