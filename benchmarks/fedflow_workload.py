@@ -133,6 +133,10 @@ def main() -> None:
     args = parser.parse_args()
     sampler = MemorySampler(interval=0.2)
     sampler.start()
+    import flows  # noqa: F401  (as `fedflow run` does: telemetry off, then the API warm-up)
+    from flows.api_warmup import api_ready, warm_up_api
+
+    warm_up_api()
     from stores import temporary_stores
 
     with temporary_stores(domains=True) as root:
@@ -144,6 +148,7 @@ def main() -> None:
         from flows.coordinator import federated_training
         from flows.transport import TransportConfig
 
+        api_ready()
         flow_started = time.perf_counter()
         per_task = args.clients_per_task or max(1, args.clients // 8)
         result = federated_training(

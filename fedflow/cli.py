@@ -135,6 +135,12 @@ def run(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
+    if not verbose:
+        _quiet_orchestration_logs()  # before Prefect is imported: it reads its logging settings once
+    import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    from flows.api_warmup import warm_up_api
+
+    warm_up_api()  # Prefect's temporary server boots on the other core while the rest is imported
     from domains import available_domains, load_domain
 
     if domain not in available_domains():
@@ -220,6 +226,7 @@ def _run_federation(
     if not verbose:
         _quiet_orchestration_logs()
     import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    from flows.api_warmup import api_ready
     from flows.coordinator import federated_training
     from flows.progress import RoundEvent, subscribe
 
@@ -246,6 +253,7 @@ def _run_federation(
             bar, completed=event.round, status=f"{event.champion_metric} {_fmt(value)}{spent}{dropped}"
         )
 
+    api_ready()
     unsubscribe = subscribe(on_round)
     try:
         with progress:
