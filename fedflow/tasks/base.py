@@ -62,11 +62,19 @@ class TaskKind(Protocol):
         ...
 
 
-def tabular_features(frame: pd.DataFrame, preprocessor: Preprocessor) -> np.ndarray:
-    """Federated preprocessing of tabular rows."""
-    return preprocessor.transform(frame)
+class TabularRows:
+    """What every tabular task shares: federated preprocessing in, float32 tensors, plain means."""
 
+    predict_batch_size: int = 65536
 
-def float_inputs(features: np.ndarray) -> torch.Tensor:
-    """Features as a float32 tensor (sharing memory when already contiguous float32)."""
-    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
+        """Federated preprocessing of the rows."""
+        return preprocessor.transform(frame)
+
+    def inputs(self, features: np.ndarray) -> torch.Tensor:
+        """float32 features (sharing memory when already contiguous float32)."""
+        return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+
+    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """The weighted means as they are."""
+        return means

@@ -8,30 +8,16 @@ import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from fedflow.domain import DomainSpec
-from fedflow.tabular import Preprocessor
-from fedflow.tasks.base import float_inputs, tabular_features
+from fedflow.tasks.base import TabularRows
 
 
-class BinaryTask:
+class BinaryTask(TabularRows):
     """Label 1 when the target passes the domain's rule (`positive_above` or `positive_value`)."""
 
     name: str = "binary"
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "roc_auc", "pr_auc")
     default_champion_metric: str = "roc_auc"
     has_classes: bool = True
-    predict_batch_size: int = 65536
-
-    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
-        """Federated preprocessing of the rows."""
-        return tabular_features(frame, preprocessor)
-
-    def inputs(self, features: np.ndarray) -> torch.Tensor:
-        """float32 features."""
-        return float_inputs(features)
-
-    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
-        """The weighted means as they are."""
-        return means
 
     def output_dim(self, spec: DomainSpec) -> int:
         """A single logit."""

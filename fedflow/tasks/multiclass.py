@@ -6,30 +6,16 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fedflow.domain import DomainSpec
-from fedflow.tabular import Preprocessor
-from fedflow.tasks.base import float_inputs, tabular_features
+from fedflow.tasks.base import TabularRows
 
 
-class MulticlassTask:
+class MulticlassTask(TabularRows):
     """The target column takes one of the domain's declared `classes`."""
 
     name: str = "multiclass"
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "macro_f1")
     default_champion_metric: str = "balanced_accuracy"
     has_classes: bool = True
-    predict_batch_size: int = 65536
-
-    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
-        """Federated preprocessing of the rows."""
-        return tabular_features(frame, preprocessor)
-
-    def inputs(self, features: np.ndarray) -> torch.Tensor:
-        """float32 features."""
-        return float_inputs(features)
-
-    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
-        """The weighted means as they are."""
-        return means
 
     def output_dim(self, spec: DomainSpec) -> int:
         """One logit per declared class."""

@@ -5,30 +5,16 @@ import pandas as pd
 import torch
 
 from fedflow.domain import DomainSpec
-from fedflow.tabular import Preprocessor
-from fedflow.tasks.base import float_inputs, tabular_features
+from fedflow.tasks.base import TabularRows
 
 
-class RegressionTask:
+class RegressionTask(TabularRows):
     """Predict the numeric target column."""
 
     name: str = "regression"
     metric_names: tuple[str, ...] = ("loss", "rmse", "mae", "r2")
     default_champion_metric: str = "rmse"
     has_classes: bool = False
-    predict_batch_size: int = 65536
-
-    def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
-        """Federated preprocessing of the rows."""
-        return tabular_features(frame, preprocessor)
-
-    def inputs(self, features: np.ndarray) -> torch.Tensor:
-        """float32 features."""
-        return float_inputs(features)
-
-    def global_metrics(self, means: dict[str, float]) -> dict[str, float]:
-        """The weighted means as they are."""
-        return means
 
     def output_dim(self, spec: DomainSpec) -> int:
         """A single value."""
