@@ -18,7 +18,6 @@ counted payloads, against what full fine-tuning would send (every base parameter
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ from domains import load_domain  # noqa: E402
 from fedflow.config import FederationConfig  # noqa: E402
 from fedflow.local import evaluate_local, train_local  # noqa: E402
 from fedflow.params import set_weights  # noqa: E402
-from fedflow.rounds import initial_weights  # noqa: E402
+from fedflow.rounds import initial_weights, round_metrics  # noqa: E402
 from fedflow.seeding import derive_seed  # noqa: E402
 from fedflow.site import LocalSite  # noqa: E402
 from fedflow.tasks import get_task  # noqa: E402
@@ -46,9 +45,8 @@ TASK = get_task("language")
 
 
 def _weighted(per_site: dict[str, dict[str, float]]) -> float:
-    """exp of the mean token loss weighted by hold-out texts: the flow's `global/perplexity`."""
-    rows = sum(m["num_examples"] for m in per_site.values())
-    return math.exp(sum(m["loss"] * m["num_examples"] for m in per_site.values()) / rows)
+    """The flow's `global/perplexity`: the same weighted means and the task's global metrics."""
+    return TASK.global_metrics(round_metrics(per_site, TASK.metric_names).mean)["perplexity"]
 
 
 def main() -> None:

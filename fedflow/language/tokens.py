@@ -27,7 +27,3 @@ def tokenise(texts: Sequence[str], tokenizer: Any, *, max_length: int) -> np.nda
         out[row, : len(ids)] = ids
     return out
 
-
-def token_counts(tokens: np.ndarray) -> np.ndarray:
-    """Predicted tokens per row (every token after the first that is not padding)."""
-    return np.asarray((tokens[:, 1:] != PAD).sum(axis=1))
