@@ -3,7 +3,7 @@
 The workload of `benchmarks/flower/workload.py` (breast cancer, the same Dirichlet(0.5)
 partition of the same training rows over K clients, MLP 30 -> 64 -> 2, SGD lr 0.05 without
 momentum, batch 32, one local epoch, FedAvg over all K clients, R rounds) as a fedflow domain
-with one site per client (K / 8 sites per Prefect task by default), run by the real
+with one site per client (the flow's 'auto' sites per Prefect task by default), run by the real
 `federated_training` flow: Prefect (its temporary
 local API), GX validation of every client's file, MLflow logging and one registered model
 version per round. Clients train on all their rows (`holdout_fraction: 0`); the final global
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument(
-        "--clients-per-task", type=int, default=0, help="sites per Prefect task (0: K / 8, at least 1)"
+        "--clients-per-task", type=int, default=0, help="sites per Prefect task (0: the flow's 'auto')"
     )
     args = parser.parse_args()
     sampler = MemorySampler(interval=0.2)
@@ -150,11 +150,12 @@ def main() -> None:
 
         api_ready()
         flow_started = time.perf_counter()
-        per_task = args.clients_per_task or max(1, args.clients // 8)
+        transport = TransportConfig(clients_per_task=args.clients_per_task or "auto")
+        per_task = transport.sites_per_task(args.clients)
         result = federated_training(
             domain=domain_name,
             run_name=f"sbs-{args.clients}x{args.rounds}",
-            transport=TransportConfig(clients_per_task=per_task),
+            transport=transport,
         )
         flow_seconds = time.perf_counter() - flow_started
         history = load_checkpoint(result.federation_id)[0].history

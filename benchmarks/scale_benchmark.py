@@ -4,7 +4,7 @@ Each K runs in its own process: a temporary copy of the telecom domain whose tab
 (copies of its 7,043 rows, so that every client has at least 4 rows) and cut IID into K
 simulated clients, every client in every round, FedAvg, one local epoch, half of each client's
 rows held out for federated evaluation. Sites are handled `--clients-per-task` at a time per
-Prefect task (default: K / 8, at least 1), with one GX validation per batch. The full pipeline
+Prefect task (default: the flow's 'auto', K / 4), with one GX validation per batch. The full pipeline
 runs: Prefect, GX, MLflow logging and one registered version per round. Reported: seconds per
 round (rounds 2..R), seconds to validate and prepare all clients, peak PSS of the process tree.
 
@@ -33,7 +33,7 @@ for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
     os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{_handler}_LEVEL", "WARNING")
 
 
-def one(clients: int, rounds: int, per_task: int, out: Path) -> None:
+def one(clients: int, rounds: int, per_task: int | str, out: Path) -> None:
     """Run one federation of `clients` simulated clients in this process and write its figures."""
     import pandas as pd
     import torch
@@ -71,11 +71,12 @@ def one(clients: int, rounds: int, per_task: int, out: Path) -> None:
         from flows.coordinator import federated_training
         from flows.transport import TransportConfig
 
+        transport = TransportConfig(clients_per_task=per_task)
         flow_started = time.perf_counter()
         result = federated_training(
             domain=folder.name,
             run_name=f"scale-{clients}",
-            transport=TransportConfig(clients_per_task=per_task),
+            transport=transport,
         )
         flow_seconds = time.perf_counter() - flow_started
         history = load_checkpoint(result.federation_id)[0].history
@@ -84,7 +85,7 @@ def one(clients: int, rounds: int, per_task: int, out: Path) -> None:
     later = seconds[1:] or seconds
     figures = {
         "clients": clients,
-        "clients_per_task": per_task,
+        "clients_per_task": transport.sites_per_task(clients),
         "rounds": rounds,
         "seconds_per_round": sum(later) / len(later),
         "preparation_seconds": flow_seconds - sum(seconds),
@@ -103,13 +104,13 @@ def main() -> None:
     )
     parser.add_argument("--clients", default="10,100,1000,10000")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients-per-task", type=int, default=0, help="0: K / 8, at least 1")
+    parser.add_argument("--clients-per-task", type=int, default=0, help="0: the flow's 'auto' (K / 4)")
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        one(args.one, args.rounds, args.clients_per_task or max(1, args.one // 8), args.out)
+        one(args.one, args.rounds, args.clients_per_task or "auto", args.out)
         return
     rows = []
     for clients in (int(k) for k in args.clients.split(",")):

@@ -66,3 +66,15 @@ def test_tracking_jobs_after_a_failure_do_not_run() -> None:
     with pytest.raises(ValueError, match="registration failed"):
         queue.close()
     assert ran == [0]
+
+
+def test_auto_batching_keeps_one_site_per_task_up_to_four_sites() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    auto = TransportConfig()
+    assert auto.clients_per_task == "auto"
+    assert [auto.sites_per_task(k) for k in (1, 4, 5, 10, 100, 1000)] == [1, 1, 2, 3, 25, 250]
+    assert TransportConfig(clients_per_task=7).sites_per_task(1000) == 7
+    with pytest.raises(ValidationError, match="clients_per_task"):
+        TransportConfig(clients_per_task=0)

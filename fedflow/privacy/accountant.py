@@ -5,8 +5,6 @@ and sampling rate (sites sampled / sites eligible). Fedflow samples a fixed numb
 without replacement; the accountant's Poisson-sampling analysis is the usual approximation.
 """
 
-from opacus.accountants import RDPAccountant
-
 
 class PrivacyAccountant:
     """Tracks the rounds run so far; the history is what a checkpoint persists."""
@@ -18,6 +16,8 @@ class PrivacyAccountant:
     def _epsilon(self, history: list[tuple[float, float]]) -> float:
         if not history:
             return 0.0
+        from opacus.accountants import RDPAccountant  # only runs with DP pay for importing Opacus
+
         accountant = RDPAccountant()
         for noise_multiplier, sample_rate in history:
             accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
