@@ -5,7 +5,8 @@ Each K runs in its own process: a temporary copy of the telecom domain whose tab
 simulated clients, every client in every round, FedAvg, one local epoch, half of each client's
 rows held out for federated evaluation. Sites are handled `--clients-per-task` at a time per
 Prefect task (default: the flow's 'auto', K / 4), with one GX validation per batch. The full pipeline
-runs: Prefect, GX, MLflow logging and one registered version per round. Reported: seconds per
+runs: Prefect, GX, MLflow logging and one registered version per round; `--task-runner dask`
+runs the site tasks in a local Dask cluster (one worker process per core). Reported: seconds per
 round (rounds 2..R), seconds to validate and prepare all clients, peak PSS of the process tree.
 
     .venv/bin/python benchmarks/scale_benchmark.py --clients 10,100,1000,10000 --rounds 3 \
@@ -33,7 +34,7 @@ for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
     os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{_handler}_LEVEL", "WARNING")
 
 
-def one(clients: int, rounds: int, per_task: int | str, out: Path) -> None:
+def one(clients: int, rounds: int, per_task: int | str, task_runner: str, out: Path) -> None:
     """Run one federation of `clients` simulated clients in this process and write its figures."""
     import pandas as pd
     import torch
@@ -69,11 +70,16 @@ def one(clients: int, rounds: int, per_task: int | str, out: Path) -> None:
 
         from fedflow.checkpoint import load_checkpoint
         from flows.coordinator import federated_training
+        from flows.task_runners import TaskRunnerConfig, site_task_runner
         from flows.transport import TransportConfig
 
         transport = TransportConfig(clients_per_task=per_task)
         flow_started = time.perf_counter()
-        result = federated_training(
+        coordinator = federated_training
+        if task_runner != "threads":
+            runner = site_task_runner(TaskRunnerConfig.model_validate({"kind": task_runner}))
+            coordinator = federated_training.with_options(task_runner=runner)
+        result = coordinator(
             domain=folder.name,
             run_name=f"scale-{clients}",
             transport=transport,
@@ -86,6 +92,7 @@ def one(clients: int, rounds: int, per_task: int | str, out: Path) -> None:
     figures = {
         "clients": clients,
         "clients_per_task": transport.sites_per_task(clients),
+        "task_runner": task_runner,
         "rounds": rounds,
         "seconds_per_round": sum(later) / len(later),
         "preparation_seconds": flow_seconds - sum(seconds),
@@ -105,12 +112,15 @@ def main() -> None:
     parser.add_argument("--clients", default="10,100,1000,10000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients-per-task", type=int, default=0, help="0: the flow's 'auto' (K / 4)")
+    parser.add_argument(
+        "--task-runner", default="threads", help="threads, or dask (a local cluster, one worker per core)"
+    )
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        one(args.one, args.rounds, args.clients_per_task or "auto", args.out)
+        one(args.one, args.rounds, args.clients_per_task or "auto", args.task_runner, args.out)
         return
     rows = []
     for clients in (int(k) for k in args.clients.split(",")):
@@ -124,6 +134,8 @@ def main() -> None:
             str(args.rounds),
             "--out",
             str(out),
+            "--task-runner",
+            args.task_runner,
         ]
         if args.clients_per_task:
             command += ["--clients-per-task", str(args.clients_per_task)]
@@ -134,12 +146,14 @@ def main() -> None:
         out.unlink()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(
-        "| clients | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) | wall s | ROC AUC |"
+        "| clients | task runner | per task | s / round | s outside rounds 2..R | peak memory MB (PSS) "
+        "| wall s | ROC AUC |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['clients']:,} | {r['clients_per_task']} | {r['seconds_per_round']:.2f} | "
+            f"| {r['clients']:,} | {r['task_runner']} | {r['clients_per_task']} | "
+            f"{r['seconds_per_round']:.2f} | "
             f"{r['preparation_seconds']:.1f} | {r['peak_memory_mb']:.0f} | {r['wall_seconds']:.1f} | "
             f"{r['roc_auc']:.3f} |"
         )

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedflow.config import FederationConfig
+
+if TYPE_CHECKING:
+    from flows.task_runners import TaskRunnerConfig
 
 app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
 domains_app = typer.Typer(help="Domain templates.", invoke_without_command=True)
@@ -132,6 +135,16 @@ def run(
         int | None, typer.Option(help="Audit: shadow models per site for LiRA (even; 0: loss attacks only).")
     ] = None,
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
+    task_runner: Annotated[
+        str,
+        typer.Option(help="Where site tasks run: threads (this process) or dask (a Dask cluster)."),
+    ] = "threads",
+    dask_address: Annotated[
+        str | None, typer.Option(help="Dask: scheduler of a running cluster (default: a local one).")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option(help="Dask: worker processes of the local cluster (default: cores).")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
@@ -205,9 +218,24 @@ def run(
         config = FederationConfig.model_validate(defaults)
     except ValidationError as error:
         raise _fail(f"invalid options:\n{error}") from error
+    if task_runner != "dask" and (dask_address or dask_workers):
+        raise _fail("--dask-address and --dask-workers need --task-runner dask")
+    from flows.task_runners import TaskRunnerConfig
+
+    try:
+        runner = TaskRunnerConfig.model_validate(
+            {"kind": task_runner, "address": dask_address, "workers": dask_workers}
+        )
+    except ValidationError as error:
+        raise _fail(f"--task-runner/--dask-*: {error}") from error
 
     _run_federation(
-        domain, config, sites_file=str(sites.resolve()) if sites else None, run_name=run_name, verbose=verbose
+        domain,
+        config,
+        sites_file=str(sites.resolve()) if sites else None,
+        run_name=run_name,
+        verbose=verbose,
+        runner=runner,
     )
 
 
@@ -219,6 +247,7 @@ def _run_federation(
     run_name: str | None,
     verbose: bool,
     completed: int = 0,
+    runner: "TaskRunnerConfig | None" = None,
 ) -> None:
     """Run (or resume) the coordinator flow with a progress bar, then print the summary."""
     from fedflow.errors import FedflowError
@@ -254,12 +283,18 @@ def _run_federation(
         )
 
     api_ready()
+    coordinator = federated_training
+    if runner is not None and runner.kind != "threads":
+        from flows.task_runners import site_task_runner
+
+        try:
+            coordinator = federated_training.with_options(task_runner=site_task_runner(runner))
+        except FedflowError as error:
+            raise _fail(str(error)) from error
     unsubscribe = subscribe(on_round)
     try:
         with progress:
-            result = federated_training(
-                domain=domain, federation=config, sites_file=sites_file, run_name=run_name
-            )
+            result = coordinator(domain=domain, federation=config, sites_file=sites_file, run_name=run_name)
     except FedflowError as error:
         raise _fail(str(error)) from error
     finally:

@@ -510,6 +510,8 @@ def _run(
         "preprocessor": preprocessor,
         "holdout_fraction": config.holdout_fraction,
         "seed": config.seed,
+        # Where a process that has not prepared a site (a Dask worker) finds its rows; never sent cross-silo.
+        "sites_file": sites_file,
     }
     private = config.privacy.mode != "off"
     accountant = PrivacyAccountant(

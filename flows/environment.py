@@ -3,7 +3,7 @@
 import os
 
 # Health and finance data: no usage statistics leave the machine unless the user opts in.
-_QUIET = {
+QUIET_DEFAULTS = {
     "DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -16,5 +16,5 @@ _QUIET = {
 
 def apply_defaults() -> None:
     """Set the privacy defaults, keeping any value the user set explicitly."""
-    for key, value in _QUIET.items():
+    for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -222,8 +222,37 @@ def prepare_sites(
     return {site: out[site] for site in sites}
 
 
+def _prepare_again(
+    domain_name: str, site: str, holdout_fraction: float, seed: int, sites_file: str | None
+) -> LocalSite:
+    """Read and validate the site's rows again in this process, which has not prepared them.
+
+    A served site runs every call in a fresh process, and a Dask worker may get a site whose
+    validation ran on another worker: neither trains on rows that did not pass the checks here.
+    """
+    domain = _domain(domain_name)
+    frame = _read_site(domain, site, sites_file)
+    if isinstance(frame, SitePreparation):
+        raise FedflowError(f"site {site!r} cannot read its data any more (see the site's own log)")
+    summary = validate_frame(frame, domain.expectations, site=site, suite_name=domain_name)
+    preparation = _finish_preparation(
+        domain_name, site, frame, summary, holdout_fraction=holdout_fraction, seed=seed
+    )
+    if preparation.statistics is None:
+        failed = sum(not check.success for check in preparation.summary.checks)
+        raise FedflowError(f"site {site!r}: its data no longer passes its checks ({failed} failing)")
+    with _STATE.lock:
+        return _STATE.sites[(domain_name, site, holdout_fraction, seed)]
+
+
 def _site_arrays(
-    domain_name: str, site: str, holdout_fraction: float, seed: int, preprocessor: Preprocessor, part: str
+    domain_name: str,
+    site: str,
+    holdout_fraction: float,
+    seed: int,
+    preprocessor: Preprocessor,
+    part: str,
+    sites_file: str | None,
 ) -> Any:
     key = (domain_name, site, holdout_fraction, seed, preprocessor.model_dump_json(), part)
     with _STATE.lock:
@@ -231,17 +260,8 @@ def _site_arrays(
         local = _STATE.sites.get((domain_name, site, holdout_fraction, seed))
     if cached is not None:
         return cached
-    if local is None and served_site_data(site) is not None:
-        # A served site runs every call in a fresh process: read its (validated) rows again.
-        domain = _domain(domain_name)
-        frame = read_site_data(served_site_data(site), domain.spec, site=site, simulated=False)  # type: ignore[arg-type]
-        local = LocalSite.from_frame(
-            name=site, spec=domain.spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
-        )
-        with _STATE.lock:
-            _STATE.sites[(domain_name, site, holdout_fraction, seed)] = local
     if local is None:
-        raise FedflowError(f"site {site!r} has not been prepared (validated) in this process")
+        local = _prepare_again(domain_name, site, holdout_fraction, seed, sites_file)
     arrays = local.arrays(preprocessor, part)
     with _STATE.lock:
         _STATE.arrays[key] = arrays
@@ -348,10 +368,13 @@ def train_site(
     sites_in_round: int = 1,
     secure: SecureRoundPlan | None = None,
     compression: CompressionConfig | None = None,
+    sites_file: str | None = None,
 ) -> SiteUpdate:
     """One local step: train the global model on the site's training rows, return the delta."""
     domain = _domain(domain_name)
-    features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
+    features, labels = _site_arrays(
+        domain_name, site, holdout_fraction, seed, preprocessor, "train", sites_file
+    )
     # The site's private state lives on its disk per round, so a resumed run repeats exactly.
     # SCAFFOLD's control continues from the last round whose update was accepted (a dropped
     # update must not move it); DP-SGD's step count from the latest round (privacy was spent
@@ -405,6 +428,7 @@ def audit_site(
     seed: int,
     shadow_models: int = 0,
     shadow_config: LocalTrainConfig | None = None,
+    sites_file: str | None = None,
 ) -> dict[str, float]:
     """Membership-inference audit of the final model against this site's rows."""
     domain = _domain(domain_name)
@@ -413,8 +437,8 @@ def audit_site(
         factory=domain.build_model,
         final_payload=final_payload,
         reference_payload=reference_payload,
-        train=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train"),
-        holdout=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout"),
+        train=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train", sites_file),
+        holdout=_site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout", sites_file),
         shadow_models=shadow_models,
         shadow_config=shadow_config,
         seed=derive_seed(seed, "audit", site),
@@ -433,16 +457,21 @@ def evaluate_site(
     seed: int,
     local_config: LocalTrainConfig | None = None,
     personalization_steps: int = 0,
+    sites_file: str | None = None,
 ) -> dict[str, float]:
     """Evaluate the global model on the site's hold-out rows; only metrics leave the site.
 
     With `personalization_steps`, also fine-tune a copy on the site's training rows first.
     """
     domain = _domain(domain_name)
-    features, labels = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "holdout")
+    features, labels = _site_arrays(
+        domain_name, site, holdout_fraction, seed, preprocessor, "holdout", sites_file
+    )
     personalization = None
     if personalization_steps > 0 and local_config is not None:
-        train_x, train_y = _site_arrays(domain_name, site, holdout_fraction, seed, preprocessor, "train")
+        train_x, train_y = _site_arrays(
+            domain_name, site, holdout_fraction, seed, preprocessor, "train", sites_file
+        )
         tune_seed = derive_seed(seed, "personalise", round_number, site)
         personalization = (train_x, train_y, local_config, personalization_steps, tune_seed)
     return local_evaluate_step(

@@ -1,0 +1,78 @@
+"""Site tasks on a Dask cluster of worker processes: the same federation as on threads."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from domains import Domain
+from fedflow.attacks import AttackConfig
+from fedflow.checkpoint import load_checkpoint
+from fedflow.cli import app
+from fedflow.config import FederationConfig
+from fedflow.errors import FedflowError
+from flows.coordinator import federated_training
+from flows.task_runners import TaskRunnerConfig, site_task_runner
+
+
+def _sites_file(healthcare: Domain, tmp_path: Path) -> Path:
+    """The healthcare sites, with hungary's file broken (ages of 150)."""
+    mapping = {site: str(healthcare.site_path(site)) for site in healthcare.spec.site_names}
+    frame = pd.read_csv(mapping["hungary"], dtype=str)
+    frame.loc[frame.index[:3], "age"] = "150"
+    frame.to_csv(tmp_path / "hungary.csv", index=False)
+    mapping["hungary"] = str(tmp_path / "hungary.csv")
+    path = tmp_path / "sites.yaml"
+    path.write_text(json.dumps({"sites": mapping}))
+    return path
+
+
+def test_dask_workers_give_the_same_federation_as_threads(
+    prefect_api: None, mlflow_store: str, healthcare: Domain, tmp_path: Path
+) -> None:
+    # hungary must be excluded and va_long_beach (crashing in every training step) dropped on
+    # both runners; on Dask a site's steps may land on a worker that did not validate it.
+    sites_file = _sites_file(healthcare, tmp_path)
+    config = FederationConfig(
+        rounds=2, seed=4, audit=False, attack=AttackConfig(kind="dropout", sites=["va_long_beach"])
+    )
+    dask = site_task_runner(TaskRunnerConfig(kind="dask", workers=2))
+    results = {
+        "threads": federated_training(
+            domain="healthcare", federation=config, sites_file=str(sites_file), run_name="threads"
+        ),
+        "dask": federated_training.with_options(task_runner=dask)(
+            domain="healthcare", federation=config, sites_file=str(sites_file), run_name="dask"
+        ),
+    }
+    for result in results.values():
+        assert list(result.excluded_sites) == ["hungary"]
+        assert [h["sites/dropped"] for h in load_checkpoint(result.federation_id)[0].history] == [1.0, 1.0]
+    threads, on_dask = load_checkpoint("threads")[1], load_checkpoint("dask")[1]
+    for name in threads:
+        np.testing.assert_array_equal(threads[name], on_dask[name])
+    assert results["threads"].per_site == results["dask"].per_site
+
+
+def test_a_process_that_did_not_validate_a_site_validates_it_before_using_its_rows(
+    healthcare: Domain, tmp_path: Path
+) -> None:
+    from flows.site_tasks import _prepare_again
+
+    sites_file = _sites_file(healthcare, tmp_path)
+    local = _prepare_again("healthcare", "cleveland", 0.25, 0, str(sites_file))
+    assert local.name == "cleveland" and len(local.split.train) > len(local.split.holdout) > 0
+    with pytest.raises(FedflowError, match="'hungary': its data no longer passes its checks"):
+        _prepare_again("healthcare", "hungary", 0.25, 0, str(sites_file))
+
+
+def test_run_checks_its_task_runner_options() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "healthcare", "--dask-workers", "2"])
+    assert result.exit_code != 0 and "--task-runner dask" in result.output
+    result = runner.invoke(app, ["run", "healthcare", "--task-runner", "ray"])
+    assert result.exit_code != 0 and "--task-runner" in result.output
+    assert "'threads' or 'dask'" in result.output
