@@ -4,8 +4,9 @@ For each K clients x R rounds and seed, runs `benchmarks/fedflow_workload.py` (f
 pipeline: Prefect, GX validation, MLflow logging and registration) and
 `benchmarks/flower/flower_workload.py` (Flower 1.42 on its Ray simulation engine, in the
 `.venv-flower` made by `benchmarks/flower/setup.sh`), each in its own process, one after the
-other, and prints wall time, peak memory of the whole process tree (PSS), test accuracy and
-bytes per client per round for both, with the ratios fedflow / Flower.
+other (each once the machine is idle again), and prints wall time, peak memory of the whole
+process tree (PSS), test accuracy and bytes per client per round for both, with the ratios
+fedflow / Flower.
 
     bash benchmarks/flower/setup.sh
     .venv/bin/python benchmarks/side_by_side.py --runs 10x20,100x5 --seeds 0,1,2 [--launcher run-simulation]
@@ -17,14 +18,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+def settle(limit_s: float = 30.0) -> None:
+    """Wait until the machine is idle: Ray's workers and Prefect's server outlive their runs briefly."""
+    import psutil
+
+    deadline = time.monotonic() + limit_s
+    while psutil.cpu_percent(interval=1.0) > 10 and time.monotonic() < deadline:
+        pass
+
+
 def run(command: list[str], out: Path) -> dict[str, float]:
-    """Run one side and read its JSON."""
+    """Run one side (on an idle machine) and read its JSON."""
+    settle()
     completed = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if completed.returncode != 0:
         raise RuntimeError(f"{command[1]} failed:\n{completed.stderr[-3000:]}")

@@ -7,6 +7,7 @@ reads and validates the reply. Either way the coordinator gets a future of the s
 """
 
 import math
+import os
 import uuid
 from typing import Any, Literal
 
@@ -24,10 +25,11 @@ from flows.site_calls import REQUEST, RESPONSE, SITE_OPERATIONS, decode_result, 
 from flows.site_flow import SITE_FLOW_NAME, site_deployment_name
 from flows.site_tasks import prepare_sites
 
-# 'auto' batching: at most this many site tasks per step. On two cores more concurrent tasks only
-# add Prefect overhead and contention (side by side, 10 clients: 17.9 s with ten tasks, 13.7 s with
-# two; 100 clients: 16.3 s with eight, 13.9 s with four; BENCHMARKS.md).
-SIMULATION_TASKS = 4
+# 'auto' batching: up to this many sites, each gets its own tasks (a clear per-site view in
+# Prefect); more sites are split over one task per core. Threads beyond the cores only contend
+# and every batch runs its own GX validation (side by side on two cores, 10 clients x 20
+# rounds: 17.9 s with ten tasks, 15.5-16.2 s with four, 14.1-14.2 s with two; BENCHMARKS.md).
+SITES_WITH_OWN_TASKS = 4
 
 
 class SiteCallError(FedflowError):
@@ -61,7 +63,7 @@ class TransportConfig(BaseModel):
         default="auto",
         description="Simulation: sites handled by one Prefect task (fewer, larger tasks, and one GX "
         "validation per batch, for many simulated clients). 'auto': one site per task up to "
-        f"{SIMULATION_TASKS} sites, else the sites split over {SIMULATION_TASKS} tasks. Same results.",
+        f"{SITES_WITH_OWN_TASKS} sites, else the sites split over one task per CPU core. Same results.",
     )
 
     @field_validator("clients_per_task")
@@ -74,7 +76,9 @@ class TransportConfig(BaseModel):
     def sites_per_task(self, sites: int) -> int:
         """How many of `sites` one simulation task handles."""
         if self.clients_per_task == "auto":
-            return max(1, math.ceil(sites / SIMULATION_TASKS))
+            if sites <= SITES_WITH_OWN_TASKS:
+                return 1
+            return math.ceil(sites / (os.cpu_count() or 1))
         return self.clients_per_task
 
 
