@@ -111,11 +111,16 @@ def main() -> None:
     )
     parser.add_argument("--clients", default="10,100,1000,10000")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients-per-task", type=int, default=0, help="0: the flow's 'auto' (K / 4)")
+    parser.add_argument("--clients-per-task", type=int, default=0, help="0: the flow's 'auto' (K / cores)")
     parser.add_argument(
         "--task-runner", default="threads", help="threads, or dask (a local cluster, one worker per core)"
     )
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument(
+        "--rows",
+        default=None,
+        help="table and figure from rows saved earlier (files of the JSON lines printed to stderr), no runs",
+    )
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,7 +128,11 @@ def main() -> None:
         one(args.one, args.rounds, args.clients_per_task or "auto", args.task_runner, args.out)
         return
     rows = []
-    for clients in (int(k) for k in args.clients.split(",")):
+    if args.rows:
+        for name in args.rows.split(","):
+            lines = Path(name).read_text().splitlines()
+            rows += [json.loads(line) for line in lines if line.startswith("{")]
+    for clients in [] if args.rows else (int(k) for k in args.clients.split(",")):
         out = Path(f"/tmp/fedflow-scale-{os.getpid()}-{clients}.json")
         command = [
             sys.executable,
@@ -163,13 +172,17 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        ks = [r["clients"] for r in rows]
-        per_round = [r["seconds_per_round"] for r in rows]
         figure, axis = plt.subplots(figsize=(5, 3.5))
-        axis.loglog(ks, per_round, "o-", label="fedflow, seconds per round")
-        axis.loglog(
-            ks, [per_round[0] * k / ks[0] for k in ks], "--", color="grey", label="linear from K = 10"
-        )
+        for number, runner in enumerate(dict.fromkeys(r.get("task_runner", "threads") for r in rows)):
+            mine = sorted(
+                (r for r in rows if r.get("task_runner", "threads") == runner), key=lambda r: r["clients"]
+            )
+            ks = [r["clients"] for r in mine]
+            per_round = [r["seconds_per_round"] for r in mine]
+            axis.loglog(ks, per_round, "o-", label=f"fedflow ({runner} task runner)")
+            if number == 0:
+                linear = [per_round[0] * k / ks[0] for k in ks]
+                axis.loglog(ks, linear, "--", color="grey", label=f"linear from K = {ks[0]}")
         axis.set_xlabel("simulated clients per round")
         axis.set_ylabel("seconds per round")
         axis.legend()
