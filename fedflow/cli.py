@@ -37,6 +37,20 @@ def _quiet_orchestration_logs() -> None:
         os.environ.setdefault(f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL", "WARNING")
 
 
+def _start_orchestration(verbose: bool) -> None:
+    """Before Prefect is imported: its log settings, no telemetry, and its temporary server booting.
+
+    The server boots on the other core while torch, MLflow and GX are imported (a no-op when
+    `PREFECT_API_URL` names a running server, or when it was already started).
+    """
+    if not verbose:
+        _quiet_orchestration_logs()  # Prefect reads its logging settings once, when imported
+    import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    from flows.api_warmup import warm_up_api
+
+    warm_up_api()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
@@ -148,12 +162,7 @@ def run(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
-    if not verbose:
-        _quiet_orchestration_logs()  # before Prefect is imported: it reads its logging settings once
-    import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
-    from flows.api_warmup import warm_up_api
-
-    warm_up_api()  # Prefect's temporary server boots on the other core while the rest is imported
+    _start_orchestration(verbose)
     from domains import available_domains, load_domain
 
     if domain not in available_domains():
@@ -252,9 +261,7 @@ def _run_federation(
     """Run (or resume) the coordinator flow with a progress bar, then print the summary."""
     from fedflow.errors import FedflowError
 
-    if not verbose:
-        _quiet_orchestration_logs()
-    import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    _start_orchestration(verbose)
     from flows.api_warmup import api_ready
     from flows.coordinator import federated_training
     from flows.progress import RoundEvent, subscribe

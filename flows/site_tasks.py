@@ -230,17 +230,14 @@ def _prepare_again(
     A served site runs every call in a fresh process, and a Dask worker may get a site whose
     validation ran on another worker: neither trains on rows that did not pass the checks here.
     """
-    domain = _domain(domain_name)
-    frame = _read_site(domain, site, sites_file)
-    if isinstance(frame, SitePreparation):
-        raise FedflowError(f"site {site!r} cannot read its data any more (see the site's own log)")
-    summary = validate_frame(frame, domain.expectations, site=site, suite_name=domain_name)
-    preparation = _finish_preparation(
-        domain_name, site, frame, summary, holdout_fraction=holdout_fraction, seed=seed
+    preparation = prepare_site.fn(
+        domain_name, site, holdout_fraction=holdout_fraction, seed=seed, sites_file=sites_file
     )
     if preparation.statistics is None:
         failed = sum(not check.success for check in preparation.summary.checks)
-        raise FedflowError(f"site {site!r}: its data no longer passes its checks ({failed} failing)")
+        raise FedflowError(
+            f"site {site!r}: its data no longer passes its checks ({failed} failing; see the site's own log)"
+        )
     with _STATE.lock:
         return _STATE.sites[(domain_name, site, holdout_fraction, seed)]
 

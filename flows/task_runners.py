@@ -20,6 +20,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from fedflow.errors import FedflowError
+from flows.api_warmup import api_ready, warm_up_api
 from flows.environment import QUIET_DEFAULTS
 
 
@@ -44,16 +45,15 @@ def _prefect_api_url() -> str:
 
     Dask workers must report to the same API; without a URL each would start a server of its own.
     """
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
     configured = PREFECT_API_URL.value()
     if configured:
         return str(configured)
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start()  # a no-op when `warm_up_api` or an earlier flow already started it
-    return server.api_url
+    warm_up_api()  # nothing new when `fedflow run` already began it
+    api_ready()
+    return SubprocessASGIServer().api_url
 
 
 def _threads(config: TaskRunnerConfig) -> TaskRunner[Any]:

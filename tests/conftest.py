@@ -70,3 +70,19 @@ def site_step_inputs(domain: Domain, site: str, **overrides: object) -> dict[str
     }
     inputs.update(overrides)
     return inputs
+
+
+def sites_file_with_broken_hungary(domain: Domain, folder: Path) -> Path:
+    """A sites YAML for the healthcare hospitals in which hungary's file fails its checks (ages of 150)."""
+    import json
+
+    import pandas as pd
+
+    mapping = {site: str(domain.site_path(site)) for site in domain.spec.site_names}
+    frame = pd.read_csv(mapping["hungary"], dtype=str)
+    frame.loc[frame.index[:3], "age"] = "150"
+    frame.to_csv(folder / "hungary.csv", index=False)
+    mapping["hungary"] = str(folder / "hungary.csv")
+    path = folder / "sites.yaml"
+    path.write_text(json.dumps({"sites": mapping}))
+    return path

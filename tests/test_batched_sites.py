@@ -1,10 +1,9 @@
 """Many simulated sites per Prefect task: the same model, the same exclusions, the same drops."""
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from conftest import sites_file_with_broken_hungary
 
 from domains import Domain
 from fedflow.attacks import AttackConfig
@@ -19,13 +18,7 @@ def test_batches_of_sites_give_the_same_federation(
 ) -> None:
     # hungary's file is broken (out of range ages): it must be excluded in both modes;
     # va_long_beach crashes in every training step: it must be dropped in both modes.
-    mapping = {site: str(healthcare.site_path(site)) for site in healthcare.spec.site_names}
-    frame = pd.read_csv(mapping["hungary"], dtype=str)
-    frame.loc[frame.index[:3], "age"] = "150"
-    frame.to_csv(tmp_path / "hungary.csv", index=False)
-    mapping["hungary"] = str(tmp_path / "hungary.csv")
-    sites_file = tmp_path / "sites.yaml"
-    sites_file.write_text(json.dumps({"sites": mapping}))
+    sites_file = sites_file_with_broken_hungary(healthcare, tmp_path)
     config = FederationConfig(
         rounds=2, seed=6, audit=False, attack=AttackConfig(kind="dropout", sites=["va_long_beach"])
     )

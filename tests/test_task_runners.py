@@ -1,11 +1,10 @@
 """Site tasks on a Dask cluster of worker processes: the same federation as on threads."""
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import sites_file_with_broken_hungary
 from typer.testing import CliRunner
 
 from domains import Domain
@@ -18,24 +17,12 @@ from flows.coordinator import federated_training
 from flows.task_runners import TaskRunnerConfig, site_task_runner
 
 
-def _sites_file(healthcare: Domain, tmp_path: Path) -> Path:
-    """The healthcare sites, with hungary's file broken (ages of 150)."""
-    mapping = {site: str(healthcare.site_path(site)) for site in healthcare.spec.site_names}
-    frame = pd.read_csv(mapping["hungary"], dtype=str)
-    frame.loc[frame.index[:3], "age"] = "150"
-    frame.to_csv(tmp_path / "hungary.csv", index=False)
-    mapping["hungary"] = str(tmp_path / "hungary.csv")
-    path = tmp_path / "sites.yaml"
-    path.write_text(json.dumps({"sites": mapping}))
-    return path
-
-
 def test_dask_workers_give_the_same_federation_as_threads(
     prefect_api: None, mlflow_store: str, healthcare: Domain, tmp_path: Path
 ) -> None:
     # hungary must be excluded and va_long_beach (crashing in every training step) dropped on
     # both runners; on Dask a site's steps may land on a worker that did not validate it.
-    sites_file = _sites_file(healthcare, tmp_path)
+    sites_file = sites_file_with_broken_hungary(healthcare, tmp_path)
     config = FederationConfig(
         rounds=2, seed=4, audit=False, attack=AttackConfig(kind="dropout", sites=["va_long_beach"])
     )
@@ -62,7 +49,7 @@ def test_a_process_that_did_not_validate_a_site_validates_it_before_using_its_ro
 ) -> None:
     from flows.site_tasks import _prepare_again
 
-    sites_file = _sites_file(healthcare, tmp_path)
+    sites_file = sites_file_with_broken_hungary(healthcare, tmp_path)
     local = _prepare_again("healthcare", "cleveland", 0.25, 0, str(sites_file))
     assert local.name == "cleveland" and len(local.split.train) > len(local.split.holdout) > 0
     with pytest.raises(FedflowError, match="'hungary': its data no longer passes its checks"):
