@@ -113,7 +113,8 @@ Runner = Callable[[str, str, object], Outcome]
 
 def metrics_sha256(per_site: Mapping[str, Mapping[str, float]]) -> str:
     """SHA-256 of the per-site metrics as exact float reprs, in site and name order."""
-    text = json.dumps({s: {k: repr(float(v)) for k, v in sorted(m.items())} for s, m in sorted(per_site.items())})
+    exact = {site: {k: repr(float(v)) for k, v in sorted(m.items())} for site, m in sorted(per_site.items())}
+    text = json.dumps(exact)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
