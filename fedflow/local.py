@@ -1,12 +1,13 @@
 """The plain PyTorch loops a site runs on its own rows: seeded and deterministic on CPU."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from fedflow.config import LocalTrainConfig
+from fedflow.strategies.base import GradientAdjustment
 from fedflow.tasks import TaskKind
 
 
@@ -51,15 +52,14 @@ def train_local(
     config: LocalTrainConfig,
     seed: int,
     class_weights: Sequence[float] | None = None,
-    proximal_mu: float = 0.0,
-    gradient_correction: Mapping[str, np.ndarray] | None = None,
+    adjustments: Sequence[GradientAdjustment] = (),
     max_steps: int | None = None,
 ) -> TrainResult:
     """Train `model` in place for `config.epochs` epochs of seeded mini-batch descent.
 
-    `proximal_mu` adds FedProx's (mu/2)||w - w_start||^2 to the loss; `gradient_correction`
-    (SCAFFOLD's c - c_i, by parameter name) is added to every gradient before the step.
-    `max_steps` (else `config.max_steps`) stops early, e.g. personalisation's few steps.
+    `adjustments` (a strategy's client hook: FedProx's proximal term, SCAFFOLD's correction)
+    change every gradient before the step. `max_steps` (else `config.max_steps`) stops early,
+    e.g. personalisation's few steps.
     """
     max_steps = max_steps if max_steps is not None else config.max_steps
     if len(features) == 0:
@@ -71,12 +71,8 @@ def train_local(
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, config)
     params = trainable_parameters(model)
-    anchor = {n: p.detach().clone() for n, p in params.items()} if proximal_mu > 0 else {}
-    correction = (
-        {n: torch.from_numpy(np.asarray(gradient_correction[n], dtype=np.float32)) for n in params}
-        if gradient_correction is not None
-        else {}
-    )
+    for adjustment in adjustments:
+        adjustment.begin(params)
     model.train()
     total_loss, seen, steps = 0.0, 0, 0
     epochs = config.epochs if max_steps is None else -(-max_steps * config.batch_size // len(x))
@@ -89,14 +85,12 @@ def train_local(
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model(x[batch]), y[batch], weights)
             loss.backward()  # type: ignore[no-untyped-call]
-            with torch.no_grad():
-                for name, param in params.items():
-                    if param.grad is None:
-                        continue
-                    if anchor:
-                        param.grad += proximal_mu * (param - anchor[name])
-                    if correction:
-                        param.grad += correction[name]
+            if adjustments:
+                with torch.no_grad():
+                    for name, param in params.items():
+                        if param.grad is not None:
+                            for adjustment in adjustments:
+                                adjustment.adjust(name, param)
             optimizer.step()
             total_loss += float(loss.detach()) * len(batch)
             seen += len(batch)

@@ -13,7 +13,8 @@ from fedflow.compression import Codec
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
 from fedflow.secure_aggregation.masking import read_masked, update_length
-from fedflow.site import ModelFactory, split_payload
+from fedflow.site import ModelFactory
+from fedflow.strategies.base import split_payload
 from fedflow.tasks import HIGHER_IS_BETTER
 from fedflow.update import DecodedUpdate, SiteUpdate
 

@@ -16,7 +16,7 @@ import torch
 
 from fedflow.attacks import AttackConfig, SimulatedDropout, flip_labels, poison_delta
 from fedflow.compression import Codec
-from fedflow.config import LocalTrainConfig, PrivacyConfig
+from fedflow.config import LocalTrainConfig, PrivacyConfig, StrategyConfig
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
 from fedflow.local import evaluate_local, predict, train_local
@@ -29,8 +29,8 @@ from fedflow.secure_aggregation.masking import SecureRoundPlan, masked_payload
 from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.seeding import derive_seed
 from fedflow.sitedata import SiteSplit, partition_table, read_site_frame, split_site
-from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings
-from fedflow.strategies.scaffold import CONTROL_DELTA, SERVER_CONTROL, site_controls
+from fedflow.strategies import build_strategy
+from fedflow.strategies.base import LocalRound, NoClientHook, join_payload, split_payload
 from fedflow.tabular import Preprocessor, SiteStatistics, site_statistics
 from fedflow.tasks import TaskKind, get_task
 from fedflow.update import SiteUpdate
@@ -112,27 +112,6 @@ class LocalSite:
         return self.task.features(frame, self.spec, preprocessor), self.task.labels(frame, self.spec)
 
 
-def split_payload(arrays: NamedArrays) -> tuple[NamedArrays, dict[str, NamedArrays]]:
-    """Separate model weights from extra tensor sets named `<extra>::<param>`."""
-    weights: NamedArrays = {}
-    extras: dict[str, NamedArrays] = {}
-    for key, value in arrays.items():
-        if EXTRA_SEPARATOR in key:
-            extra, name = key.split(EXTRA_SEPARATOR, 1)
-            extras.setdefault(extra, {})[name] = value
-        else:
-            weights[key] = value
-    return weights, extras
-
-
-def join_payload(weights: NamedArrays, extras: dict[str, NamedArrays]) -> NamedArrays:
-    """The inverse of `split_payload`."""
-    joined = dict(weights)
-    for extra, arrays in extras.items():
-        joined.update({f"{extra}{EXTRA_SEPARATOR}{name}": value for name, value in arrays.items()})
-    return joined
-
-
 def build_global_model(
     factory: ModelFactory,
     *,
@@ -169,7 +148,7 @@ def local_train_step(
     labels: np.ndarray,
     config: LocalTrainConfig,
     seed: int,
-    settings: TrainSettings | None = None,
+    strategy: StrategyConfig | None = None,
     site_state: NamedArrays | None = None,
     class_weights: Sequence[float] | None = None,
     attack: AttackConfig | None = None,
@@ -180,16 +159,14 @@ def local_train_step(
 ) -> LocalStepResult:
     """Train the global model on the site's rows; return the encoded delta and the site's state.
 
-    `settings` come from the strategy: `proximal_mu` (FedProx) adds the proximal term,
-    `scaffold` runs SCAFFOLD's corrected loop with the server control from the payload and the
-    site's own control from `site_state`; other keys override fields of `config`. `attack`
+    `strategy`'s client hook changes the loop (FedProx's proximal term, SCAFFOLD's corrected
+    loop with the server control from the payload and the site's own from `site_state`). `attack`
     (experiments only) makes this site misbehave as configured. With `privacy`, the delta is
     clipped to its norm bound and, in distributed mode, gets this site's share of the noise.
     With `masking` = (this round's secrets, plan) the payload is the weighted delta, masked.
     With `codec` the delta is compressed; a codec's residual (error feedback) stays in the
     site's state under `uplink_residual`.
     """
-    settings = dict(settings or {})
     task = get_task(spec.task)
     model, extras = build_global_model(
         factory,
@@ -198,15 +175,16 @@ def local_train_step(
         options=spec.model,
         weights_payload=global_payload,
     )
-    overrides = {k: v for k, v in settings.items() if k in LocalTrainConfig.model_fields}
-    config = config.model_copy(update=overrides) if overrides else config
+    hook = build_strategy(strategy.name, strategy.options).client_hook() if strategy else NoClientHook()
     start = get_weights(model)
-    scaffold = bool(settings.get("scaffold", False))
-    server_control = extras.get(SERVER_CONTROL, {})
-    if scaffold and not server_control:
-        raise ValueError("SCAFFOLD asked for, but the payload has no server control")
-    site_control = dict(site_state or {}) or {k: np.zeros_like(v) for k, v in server_control.items()}
-    correction = {k: server_control[k] - site_control[k] for k in server_control} if scaffold else None
+    local = LocalRound(
+        start=start,
+        broadcast=extras,
+        state=dict(site_state or {}),
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+    )
+    adjustment = hook.gradient_adjustment(local)
     private_state: NamedArrays = {}
     hostile = attack is not None and site in attack.sites
     if hostile and attack is not None and attack.kind == "dropout":
@@ -241,8 +219,7 @@ def local_train_step(
             config=config,
             seed=train_seed,
             class_weights=class_weights,
-            proximal_mu=float(settings.get("proximal_mu", 0.0)),
-            gradient_correction=correction,
+            adjustments=[adjustment] if adjustment is not None else [],
         )
     end = get_weights(model)
     delta = subtract(end, start)
@@ -270,19 +247,10 @@ def local_train_step(
         if "residual" in residual:
             private_state[UPLINK_RESIDUAL] = residual["residual"]
     new_state: NamedArrays = {**(site_state or {}), **private_state}
-    if scaffold:
-        # With momentum an SGD step moves lr / (1 - momentum) per unit gradient, not lr.
-        effective_lr = config.learning_rate / (1.0 - config.momentum)
-        controls, control_delta = site_controls(
-            server_control=server_control,
-            site_control=site_control,
-            start={k: start[k] for k in server_control},
-            end={k: end[k] for k in server_control},
-            steps=result.steps,
-            lr=effective_lr,
-        )
-        new_state = {**new_state, **controls}
-        sent = join_payload(sent, {CONTROL_DELTA: control_delta})
+    outcome = hook.after_training(local, end, result.steps)
+    new_state = {**new_state, **outcome.state}
+    if outcome.extras:
+        sent = join_payload(sent, outcome.extras)
     update = SiteUpdate(
         site=site,
         round=round_number,

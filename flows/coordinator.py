@@ -41,9 +41,9 @@ from fedflow.rounds import check_masked_update, check_update, initial_weights, r
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_public_key, verify_update
-from fedflow.site import join_payload, split_payload
 from fedflow.sitedata import missing_codes
 from fedflow.strategies import build_strategy
+from fedflow.strategies.base import join_payload, split_payload
 from fedflow.tabular import fit_preprocessor, merge_statistics
 from fedflow.tasks import HIGHER_IS_BETTER, get_task
 from fedflow.update import DecodedUpdate, SiteUpdate
@@ -557,7 +557,6 @@ def _run(
                 )
                 break
         global_payload = encode(join_payload(global_weights, split_payload(strategy.broadcast())[1]))
-        settings = strategy.configure_train(round_number)
         secure_round = (
             open_secure_round(
                 chosen,
@@ -583,7 +582,7 @@ def _run(
             global_payload=global_payload,
             federation_id=federation_id,
             local_config=config.local,
-            settings=settings,
+            strategy=config.strategy,
             class_weights=class_weights,
             attack=config.attack,
             keys_dir=config.authentication.keys_dir,

@@ -23,7 +23,7 @@ from domains.yaml_files import load_site_mapping
 from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import state_root
 from fedflow.compression import build_codec
-from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig
+from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig, StrategyConfig
 from fedflow.errors import FedflowError
 from fedflow.language.base_model import locate_base_model, weights_digest
 from fedflow.language.options import language_options
@@ -53,7 +53,6 @@ from fedflow.site_state import (
     save_round_secrets,
     save_site_state,
 )
-from fedflow.strategies import TrainSettings
 from fedflow.tabular import Preprocessor, SiteStatistics
 from fedflow.tasks import get_task
 from fedflow.update import SiteUpdate
@@ -356,7 +355,7 @@ def train_site(
     local_config: LocalTrainConfig,
     holdout_fraction: float,
     seed: int,
-    settings: TrainSettings | None = None,
+    strategy: StrategyConfig | None = None,
     accepted_round: int = 0,
     class_weights: list[float] | None = None,
     attack: AttackConfig | None = None,
@@ -391,7 +390,7 @@ def train_site(
         labels=labels,
         config=local_config,
         seed=seed,
-        settings=settings,
+        strategy=strategy,
         site_state=private,
         class_weights=class_weights,
         attack=attack,

@@ -51,9 +51,22 @@ def test_identical_updates_move_an_averaging_model_by_that_update(strategy_name:
         np.testing.assert_allclose(new[name], value + 0.25, atol=1e-6)
 
 
-def test_configure_train_returns_scalars(strategy_name: str) -> None:
-    settings = _ready(strategy_name).configure_train(3)
-    assert all(isinstance(v, int | float | str | bool) for v in settings.values())
+def test_the_client_hook_sends_exactly_the_extras_the_server_expects(strategy_name: str) -> None:
+    """Whatever a strategy asks of its sites, their replies carry the tensor sets it aggregates."""
+    from fedflow.strategies.base import LocalRound, split_payload
+
+    strategy = _ready(strategy_name)
+    start = _weights()
+    broadcast = split_payload(strategy.broadcast())[1]
+    local = LocalRound(start=start, broadcast=broadcast, state={}, learning_rate=0.1, momentum=0.0)
+    hook = strategy.client_hook()
+    hook.gradient_adjustment(local)
+    end = {k: v - 0.01 for k, v in start.items()}
+    outcome = hook.after_training(local, end, steps=3)
+    assert sorted(outcome.extras) == sorted(strategy.site_extras)
+    for arrays in outcome.extras.values():
+        assert {k: v.shape for k, v in arrays.items()} == {k: v.shape for k, v in start.items()}
+    assert set(outcome.state) <= set(start), "a hook keeps per-parameter state only"
 
 
 def test_broadcast_tensors_are_named_extras(strategy_name: str) -> None:

@@ -8,7 +8,8 @@ from fedflow.config import LocalTrainConfig
 from fedflow.local import train_local
 from fedflow.params import get_weights, set_weights
 from fedflow.strategies import build_strategy
-from fedflow.strategies.scaffold import CONTROL_DELTA, site_controls
+from fedflow.strategies.fedprox import ProximalTerm
+from fedflow.strategies.scaffold import CONTROL_DELTA, ControlCorrection, site_controls
 from fedflow.tasks import get_task
 from fedflow.update import DecodedUpdate
 
@@ -92,12 +93,11 @@ def test_fedprox_term_and_scaffold_correction_in_the_local_loop() -> None:
     assert get_weights(plain)["weight"][0, 0] == pytest.approx(0.36)
     # FedProx mu = 1: step 2 adds mu (w1 - w0) = 0.2 to the gradient: w2 = 0.2 + 0.1 * (1.6 - 0.2) = 0.34
     prox = _linear()
-    train_local(prox, x, y, task=task, config=config, seed=0, proximal_mu=1.0)
+    train_local(prox, x, y, task=task, config=config, seed=0, adjustments=[ProximalTerm(mu=1.0)])
     assert get_weights(prox)["weight"][0, 0] == pytest.approx(0.34)
     # SCAFFOLD correction c - c_i = 0.5 added to both gradients: w1 = -0.1 * (-2 + 0.5) = 0.15,
     # w2 = 0.15 - 0.1 * (2 * (0.15 - 1) + 0.5) = 0.15 + 0.12 = 0.27
     corrected = _linear()
-    train_local(
-        corrected, x, y, task=task, config=config, seed=0, gradient_correction={"weight": np.array([[0.5]])}
-    )
+    correction = ControlCorrection({"weight": np.array([[0.5]])})
+    train_local(corrected, x, y, task=task, config=config, seed=0, adjustments=[correction])
     assert get_weights(corrected)["weight"][0, 0] == pytest.approx(0.27)

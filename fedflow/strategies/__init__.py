@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from functools import partial
 
-from fedflow.strategies.base import EXTRA_SEPARATOR, Strategy, TrainSettings
+from fedflow.strategies.base import EXTRA_SEPARATOR, ClientHook, Strategy
 from fedflow.strategies.fedavg import FedAvg
 from fedflow.strategies.fedavgm import FedAvgM
 from fedflow.strategies.fedopt import FedOpt
@@ -47,7 +47,7 @@ __all__ = [
     "EXTRA_SEPARATOR",
     "NEEDS_INDIVIDUAL_UPDATES",
     "STRATEGIES",
+    "ClientHook",
     "Strategy",
-    "TrainSettings",
     "build_strategy",
 ]

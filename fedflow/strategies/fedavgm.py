@@ -10,7 +10,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import TrainSettings, check_weighting
+from fedflow.strategies.base import ClientHook, NoClientHook, check_weighting
 from fedflow.update import DecodedUpdate
 
 
@@ -33,9 +33,9 @@ class FedAvgM:
         if not self.velocity:
             self.velocity = {k: np.zeros_like(v, dtype=np.float32) for k, v in global_weights.items()}
 
-    def configure_train(self, round_number: int) -> TrainSettings:
+    def client_hook(self) -> ClientHook:
         """Plain local training."""
-        return {}
+        return NoClientHook()
 
     def broadcast(self) -> NamedArrays:
         """Nothing besides the weights."""

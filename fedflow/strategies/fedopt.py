@@ -13,7 +13,7 @@ import numpy as np
 
 from fedflow.aggregate import mean_delta
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import TrainSettings, check_weighting
+from fedflow.strategies.base import ClientHook, NoClientHook, check_weighting
 from fedflow.update import DecodedUpdate
 
 VARIANTS = ("adam", "yogi", "adagrad")
@@ -64,9 +64,9 @@ class FedOpt:
             self.m = {k: np.zeros(w.shape, np.float64) for k, w in global_weights.items()}
             self.v = {k: np.full(w.shape, self.tau**2, np.float64) for k, w in global_weights.items()}
 
-    def configure_train(self, round_number: int) -> TrainSettings:
+    def client_hook(self) -> ClientHook:
         """Plain local training."""
-        return {}
+        return NoClientHook()
 
     def broadcast(self) -> NamedArrays:
         """Nothing besides the weights."""

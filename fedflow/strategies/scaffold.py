@@ -11,10 +11,18 @@ control deltas over the number of eligible sites.
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from fedflow.aggregate import mean_delta, mean_extra
 from fedflow.params import NamedArrays
-from fedflow.strategies.base import EXTRA_SEPARATOR, TrainSettings, check_weighting
+from fedflow.strategies.base import (
+    EXTRA_SEPARATOR,
+    ClientHook,
+    GradientAdjustment,
+    HookOutcome,
+    LocalRound,
+    check_weighting,
+)
 from fedflow.update import DecodedUpdate
 
 SERVER_CONTROL = "scaffold_c"
@@ -43,8 +51,62 @@ def site_controls(
     return new, delta
 
 
+class ControlCorrection:
+    """Adds c - c_i (server control minus the site's control) to every gradient."""
+
+    def __init__(self, correction: Mapping[str, np.ndarray]) -> None:
+        self.correction = correction
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def begin(self, parameters: Mapping[str, torch.nn.Parameter]) -> None:
+        """The correction as float32 tensors, one per trained parameter."""
+        self.tensors = {
+            name: torch.from_numpy(np.asarray(self.correction[name], dtype=np.float32)) for name in parameters
+        }
+
+    def adjust(self, name: str, parameter: torch.nn.Parameter) -> None:
+        """g - c_i + c."""
+        assert parameter.grad is not None
+        parameter.grad += self.tensors[name]
+
+
+class ScaffoldHook:
+    """SCAFFOLD at a site: the corrected loop, then its new control (kept) and the change (sent)."""
+
+    changes_gradients = True
+
+    @staticmethod
+    def _controls(local: LocalRound) -> tuple[NamedArrays, NamedArrays]:
+        server = local.broadcast.get(SERVER_CONTROL, {})
+        if not server:
+            raise ValueError("SCAFFOLD asked for, but the payload has no server control")
+        # The site's own control starts at zero; it lives in the site's private state.
+        site = {k: local.state[k] if k in local.state else np.zeros_like(v) for k, v in server.items()}
+        return server, site
+
+    def gradient_adjustment(self, local: LocalRound) -> GradientAdjustment | None:
+        """c - c_i on every gradient."""
+        server, site = self._controls(local)
+        return ControlCorrection({k: server[k] - site[k] for k in server})
+
+    def after_training(self, local: LocalRound, end: NamedArrays, steps: int) -> HookOutcome:
+        """Option II: keep c_i+, send c_i+ - c_i."""
+        server, site = self._controls(local)
+        # With momentum an SGD step moves lr / (1 - momentum) per unit gradient, not lr.
+        effective_lr = local.learning_rate / (1.0 - local.momentum)
+        controls, control_delta = site_controls(
+            server_control=server,
+            site_control=site,
+            start={k: local.start[k] for k in server},
+            end={k: end[k] for k in server},
+            steps=steps,
+            lr=effective_lr,
+        )
+        return HookOutcome(extras={CONTROL_DELTA: control_delta}, state=controls)
+
+
 class Scaffold:
-    """SCAFFOLD on the server; the sites run the corrected local loop (see `fedflow.site`)."""
+    """SCAFFOLD on the server; the sites run the corrected local loop (`ScaffoldHook`)."""
 
     name = "scaffold"
     averaging = True  # with server_lr 1 and zero controls, identical deltas move x by that delta
@@ -63,9 +125,9 @@ class Scaffold:
         if not self.control:
             self.control = {k: np.zeros(w.shape, np.float32) for k, w in global_weights.items()}
 
-    def configure_train(self, round_number: int) -> TrainSettings:
+    def client_hook(self) -> ClientHook:
         """Ask the sites for the corrected loop and their control deltas."""
-        return {"scaffold": True}
+        return ScaffoldHook()
 
     def broadcast(self) -> NamedArrays:
         """The server control, sent with the weights."""
