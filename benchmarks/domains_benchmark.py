@@ -29,7 +29,7 @@ for _handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
 import flows  # noqa: E402,F401  (no-telemetry defaults)
 from domains import Domain, available_domains, load_domain  # noqa: E402
 from fedflow.config import FederationConfig  # noqa: E402
-from fedflow.local import balanced_class_weights, evaluate_local, train_local  # noqa: E402
+from fedflow.local import Training, balanced_class_weights, evaluate_local, train_local  # noqa: E402
 from fedflow.params import set_weights  # noqa: E402
 from fedflow.rounds import initial_weights  # noqa: E402
 from fedflow.seeding import derive_seed  # noqa: E402
@@ -88,15 +88,8 @@ def centralised(
         else None
     )
     local = config.local.model_copy(update={"epochs": config.local.epochs * config.rounds})
-    train_local(
-        model,
-        x,
-        y,
-        task=task,
-        config=local,
-        seed=derive_seed(config.seed, "pooled", *train_on),
-        class_weights=weights,
-    )
+    seed = derive_seed(config.seed, "pooled", *train_on)
+    train_local(model, x, y, Training(task=task, config=local, seed=seed, class_weights=weights))
     return {s: evaluate_local(model, *sites[s].arrays(pre, "holdout"), task=task) for s in train_on}
 
 

@@ -34,7 +34,7 @@ from stores import temporary_stores  # noqa: E402
 
 from domains import load_domain  # noqa: E402
 from fedflow.config import FederationConfig  # noqa: E402
-from fedflow.local import evaluate_local, train_local  # noqa: E402
+from fedflow.local import Training, evaluate_local, train_local  # noqa: E402
 from fedflow.params import set_weights  # noqa: E402
 from fedflow.rounds import initial_weights, round_metrics  # noqa: E402
 from fedflow.seeding import derive_seed  # noqa: E402
@@ -106,7 +106,9 @@ def main() -> None:
     for name, ((x, y), holdout) in arrays.items():
         model = fresh()
         local = config.local.model_copy(update={"max_steps": steps})
-        train_local(model, x, y, task=TASK, config=local, seed=derive_seed(config.seed, "alone", name))
+        train_local(
+            model, x, y, Training(task=TASK, config=local, seed=derive_seed(config.seed, "alone", name))
+        )
         alone[name] = evaluate_local(model, *holdout, task=TASK)
     results["alone"] = alone
     seconds["alone"] = time.perf_counter() - t
@@ -116,7 +118,9 @@ def main() -> None:
     pooled_x = np.concatenate([x for (x, _), _ in arrays.values()])
     model = fresh()
     local = config.local.model_copy(update={"max_steps": steps * len(arrays)})
-    train_local(model, pooled_x, pooled_x, task=TASK, config=local, seed=derive_seed(config.seed, "pooled"))
+    train_local(
+        model, pooled_x, pooled_x, Training(task=TASK, config=local, seed=derive_seed(config.seed, "pooled"))
+    )
     results["pooled"] = score(model)
     seconds["pooled"] = time.perf_counter() - t
     print(f"pooled: {_weighted(results['pooled']):.2f} ({seconds['pooled']:.0f} s)", flush=True)

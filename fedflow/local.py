@@ -43,35 +43,43 @@ def targets_tensor(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(labels, dtype=dtype, copy=True))
 
 
-def train_local(
-    model: torch.nn.Module,
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    task: TaskKind,
-    config: LocalTrainConfig,
-    seed: int,
-    class_weights: Sequence[float] | None = None,
-    adjustments: Sequence[GradientAdjustment] = (),
-    max_steps: int | None = None,
-) -> TrainResult:
-    """Train `model` in place for `config.epochs` epochs of seeded mini-batch descent.
+@dataclass(frozen=True)
+class Training:
+    """How one local training run goes (the model and rows are given beside it)."""
 
-    `adjustments` (a strategy's client hook: FedProx's proximal term, SCAFFOLD's correction)
-    change every gradient before the step. `max_steps` (else `config.max_steps`) stops early,
-    e.g. personalisation's few steps.
-    """
-    max_steps = max_steps if max_steps is not None else config.max_steps
+    task: TaskKind
+    config: LocalTrainConfig  # epochs or max_steps, batch size, optimiser
+    seed: int
+    class_weights: Sequence[float] | None = None
+    # A strategy's client hook (FedProx's proximal term, SCAFFOLD's correction) on every gradient.
+    adjustments: Sequence[GradientAdjustment] = ()
+
+
+def _adjust(params: dict[str, torch.nn.Parameter], adjustments: Sequence[GradientAdjustment]) -> None:
+    with torch.no_grad():
+        for name, param in params.items():
+            if param.grad is not None:
+                for adjustment in adjustments:
+                    adjustment.adjust(name, param)
+
+
+def train_local(
+    model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, training: Training
+) -> TrainResult:
+    """Train `model` in place: `config.epochs` epochs (or `config.max_steps` steps) of seeded mini-batches."""
+    task, config = training.task, training.config
+    max_steps = config.max_steps
     if len(features) == 0:
         raise ValueError("train_local needs at least one row")
     x = task.inputs(features)
     y = targets_tensor(labels)
+    class_weights = training.class_weights
     weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
     # A private generator: sites may train concurrently in threads, so the global RNG is unsafe.
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(training.seed)
     optimizer = make_optimizer(model, config)
     params = trainable_parameters(model)
-    for adjustment in adjustments:
+    for adjustment in training.adjustments:
         adjustment.begin(params)
     model.train()
     total_loss, seen, steps = 0.0, 0, 0
@@ -85,12 +93,8 @@ def train_local(
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model(x[batch]), y[batch], weights)
             loss.backward()  # type: ignore[no-untyped-call]
-            if adjustments:
-                with torch.no_grad():
-                    for name, param in params.items():
-                        if param.grad is not None:
-                            for adjustment in adjustments:
-                                adjustment.adjust(name, param)
+            if training.adjustments:
+                _adjust(params, training.adjustments)
             optimizer.step()
             total_loss += float(loss.detach()) * len(batch)
             seen += len(batch)

@@ -11,12 +11,13 @@ import torch
 from fedflow.aggregate import l2_norm
 from fedflow.compression import Codec
 from fedflow.errors import PayloadError
+from fedflow.messages import TrainReply
 from fedflow.params import NamedArrays, all_finite, check_compatible, decode, get_weights
 from fedflow.secure_aggregation.masking import read_masked, update_length
 from fedflow.site import ModelFactory
 from fedflow.strategies.base import split_payload
 from fedflow.tasks import HIGHER_IS_BETTER
-from fedflow.update import DecodedUpdate, SiteUpdate
+from fedflow.update import DecodedUpdate
 
 
 def initial_weights(
@@ -28,16 +29,17 @@ def initial_weights(
         return get_weights(factory(input_dim=input_dim, output_dim=output_dim, **options))
 
 
-def _check_example_count(update: SiteUpdate, max_examples: int | None) -> None:
+def _check_example_count(site: str, update: TrainReply, max_examples: int | None) -> None:
     if update.num_examples <= 0 or (max_examples is not None and update.num_examples > max_examples):
         raise PayloadError(
-            f"site {update.site!r} reported {update.num_examples} examples; it declared {max_examples} "
+            f"site {site!r} reported {update.num_examples} examples; it declared {max_examples} "
             "training rows before the run"
         )
 
 
 def check_masked_update(
-    update: SiteUpdate,
+    site: str,
+    update: TrainReply,
     global_weights: Mapping[str, np.ndarray],
     *,
     max_payload_bytes: int,
@@ -48,56 +50,58 @@ def check_masked_update(
     Its values are masked, so their finiteness and norm cannot be checked here: secure aggregation
     relies on the sites' own clipping (privacy.clip_norm) for that.
     """
-    _check_example_count(update, max_examples)
+    _check_example_count(site, update, max_examples)
     try:
         return read_masked(
             update.payload, length=update_length(global_weights), max_payload_bytes=max_payload_bytes
         )
     except PayloadError as error:
-        raise PayloadError(f"site {update.site!r}: {error}") from error
+        raise PayloadError(f"site {site!r}: {error}") from error
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the coordinator expects of an update beyond the model's names, shapes and dtypes."""
+
+    extras: Sequence[str] = ()  # the strategy's extra tensor sets, each shaped like the weights
+    codec: Codec | None = None  # restores a compressed delta (its wire format is checked first)
+    max_payload_bytes: int | None = None
+    max_update_norm: float | None = None
+    max_examples: int | None = None  # the training rows the site declared before the run
 
 
 def check_update(
-    update: SiteUpdate,
-    global_weights: Mapping[str, np.ndarray],
-    *,
-    extras: Sequence[str] = (),
-    max_payload_bytes: int | None = None,
-    max_update_norm: float | None = None,
-    max_examples: int | None = None,
-    codec: Codec | None = None,
+    site: str, update: TrainReply, global_weights: Mapping[str, np.ndarray], expected: Expected = Expected()
 ) -> DecodedUpdate:
-    """Decode a site's update and check size, names, shapes, dtypes, finiteness, norm and count.
-
-    `extras` are the tensor sets the strategy expects besides the delta (each like the weights);
-    `codec` restores a compressed delta (its wire format is checked first).
-    """
-    _check_example_count(update, max_examples)
+    """Decode a site's update and check size, names, shapes, dtypes, finiteness, norm and count."""
+    extras, codec = expected.extras, expected.codec
+    max_payload_bytes, max_update_norm = expected.max_payload_bytes, expected.max_update_norm
+    _check_example_count(site, update, expected.max_examples)
     if max_payload_bytes is not None and len(update.payload) > max_payload_bytes:
         raise PayloadError(
-            f"site {update.site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"
+            f"site {site!r} sent {len(update.payload)} bytes, over the limit of {max_payload_bytes}"
         )
     delta, sent_extras = split_payload(decode(update.payload))
     if codec is not None:
         try:
             delta = codec.decompress(delta, like=global_weights)
         except PayloadError as error:
-            raise PayloadError(f"site {update.site!r}: {error}") from error
+            raise PayloadError(f"site {site!r}: {error}") from error
     check_compatible(delta, global_weights)
     if sorted(sent_extras) != sorted(extras):
         raise PayloadError(
-            f"site {update.site!r} sent extra tensors {sorted(sent_extras)}, expected {sorted(extras)}"
+            f"site {site!r} sent extra tensors {sorted(sent_extras)}, expected {sorted(extras)}"
         )
     for arrays in sent_extras.values():
         check_compatible(arrays, global_weights)
     if not all(all_finite(arrays) for arrays in (delta, *sent_extras.values())):
-        raise PayloadError(f"site {update.site!r} sent non-finite values (NaN or infinity)")
+        raise PayloadError(f"site {site!r} sent non-finite values (NaN or infinity)")
     if max_update_norm is not None and (norm := l2_norm(delta)) > max_update_norm:
         raise PayloadError(
-            f"site {update.site!r} sent an update of norm {norm:.4g}, over the bound {max_update_norm}"
+            f"site {site!r} sent an update of norm {norm:.4g}, over the bound {max_update_norm}"
         )
     return DecodedUpdate(
-        site=update.site,
+        site=site,
         num_examples=update.num_examples,
         delta=delta,
         metrics=dict(update.metrics),
@@ -122,6 +126,11 @@ def worst(values: dict[str, float], metric: str) -> tuple[str, float]:
     pick = min if metric.removeprefix("personalised/") in HIGHER_IS_BETTER else max
     site = pick(finite, key=lambda s: finite[s])
     return site, finite[site]
+
+
+# Past this many sites (simulated cross-device clients) metrics and reports summarise the sites
+# (percentiles, the first ones listed) instead of listing every one.
+LISTED_SITES = 100
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ from fedflow.params import NamedArrays, decode, encode
 
 _ROUND_FILE = re.compile(r"^round-(\d+)\.safetensors$")
 
+# DP-SGD's step count, and a codec's residual (what error feedback has not sent yet).
+DP_SGD_STEPS = "dp_sgd_steps"
+UPLINK_RESIDUAL = "uplink_residual"
+# State that continues from the latest round trained, accepted or not: privacy was spent and the
+# residual computed even when the coordinator dropped the update.
+LATEST_STATE = (DP_SGD_STEPS, UPLINK_RESIDUAL)
+
 
 def _folder(root: Path, federation_id: str, site: str) -> Path:
     # Both names can come from the coordinator (cross-silo): never let them leave the state folder.
@@ -45,6 +52,21 @@ def load_site_state(root: Path, federation_id: str, site: str, *, before_round: 
     if not earlier:
         return None
     return decode((folder / f"round-{max(earlier)}.safetensors").read_bytes())
+
+
+def state_for_round(
+    root: Path, federation_id: str, site: str, *, round_number: int, accepted_round: int
+) -> NamedArrays:
+    """The private state a round starts from.
+
+    Algorithm state (SCAFFOLD's control) continues from the last round whose update was accepted
+    (a dropped update must not move it); `LATEST_STATE` from the latest round before this one.
+    """
+    accepted = load_site_state(root, federation_id, site, before_round=accepted_round + 1) or {}
+    latest = load_site_state(root, federation_id, site, before_round=round_number) or {}
+    state = {k: v for k, v in accepted.items() if k not in LATEST_STATE}
+    state.update({k: latest[k] for k in LATEST_STATE if k in latest})
+    return state
 
 
 def _secrets_path(root: Path, federation_id: str, site: str, round_number: int) -> Path:

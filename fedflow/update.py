@@ -1,20 +1,8 @@
-"""What a site sends back after a local step, before and after decoding."""
+"""A site's update after the coordinator decoded and checked it."""
 
 from dataclasses import dataclass, field
 
 from fedflow.params import NamedArrays
-
-
-@dataclass(frozen=True)
-class SiteUpdate:
-    """An encoded update as it crosses the site boundary: no rows, no paths, no pickles."""
-
-    site: str
-    round: int
-    num_examples: int
-    payload: bytes
-    metrics: dict[str, float] = field(default_factory=dict)
-    signature: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ import fsspec
 from fedflow.checkpoint import state_root
 from fedflow.errors import FedflowError
 
+REQUEST = "request.json"
+RESPONSE = "response.json"
+
 
 class ExchangeError(FedflowError):
     """A message is missing, too large or unreadable."""

@@ -3,16 +3,13 @@
 import math
 from collections.abc import Sequence
 
-from fedflow.rounds import RoundMetrics
+from fedflow.rounds import LISTED_SITES, RoundMetrics
 from validation import ValidationSummary
 
 
 def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4f}"
 
-
-# Past this many sites (simulated cross-device clients) reports list the first ones and count the rest.
-LISTED_SITES = 100
 
 
 def _more(total: int) -> str:

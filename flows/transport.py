@@ -1,29 +1,26 @@
-"""How the coordinator reaches its sites: Prefect tasks in one process, or deployments per site.
+"""Where the sites run (`TransportConfig`), and the coordinator's call to a site's deployment.
 
-Simulation submits the site tasks themselves. Cross-silo submits one coordinator task per site
-call, which writes the request to the exchange, starts the site's deployment with
+A cross-silo call writes the request to the exchange, starts the site's deployment with
 `run_deployment` (a subflow of the federation's run), waits at most the round timeout, and
-reads and validates the reply. Either way the coordinator gets a future of the same value.
+reads and validates the reply against the type the request asks for.
 """
 
 import math
 import os
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.futures import PrefectFuture
 from prefect.states import Cancelling
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedflow.errors import FedflowError
-from flows.exchange import Exchange
-from flows.site_calls import REQUEST, RESPONSE, SITE_OPERATIONS, decode_result, encode_arguments, operation_of
+from fedflow.messages import Message, reply_from_json
+from flows.exchange import REQUEST, RESPONSE, Exchange
 from flows.site_flow import SITE_FLOW_NAME, site_deployment_name
-from flows.site_tasks import prepare_sites
 
 # 'auto' batching: up to this many sites, each gets its own tasks (a clear per-site view in
 # Prefect); more sites are split over one task per core. Threads beyond the cores only contend
@@ -82,15 +79,20 @@ class TransportConfig(BaseModel):
         return self.clients_per_task
 
 
-@task(name="site-call", cache_policy=NO_CACHE, task_run_name="{operation}-{site}")
+def _request_json(request: Message) -> bytes:
+    return request.model_dump_json().encode()
+
+
+@task(name="site-remote-call", cache_policy=NO_CACHE, task_run_name="{label}")
 def remote_site_call(
-    operation: str, domain: str, site: str, request: bytes, transport: TransportConfig
-) -> Any:
-    """Run one operation on a site's deployment and return its validated reply."""
+    domain: str, site: str, request: Message, transport: TransportConfig, label: str
+) -> Message:
+    """Run one request on a site's deployment and return its validated reply."""
     exchange = Exchange(transport.exchange_url)
     call_id = uuid.uuid4().hex
-    exchange.write(call_id, REQUEST, request)
+    exchange.write(call_id, REQUEST, _request_json(request))
     name = f"{SITE_FLOW_NAME}/{site_deployment_name(domain, site)}"
+    operation = str(request.kind)
     try:
         run = run_deployment(
             name,
@@ -111,90 +113,7 @@ def remote_site_call(
     if not state.is_completed():
         raise SiteCallError(f"site {site}: its {operation} run ended {state.name}; see the site's own log")
     try:
-        return decode_result(operation, exchange.read(call_id, RESPONSE))
+        return reply_from_json(request, exchange.read(call_id, RESPONSE))
     finally:
         if not transport.keep_messages:
             exchange.remove(call_id)
-
-
-@task(name="site-batch", cache_policy=NO_CACHE, task_run_name="{operation}-batch-{first_site}")
-def run_site_batch(
-    operation: str, domain: str, first_site: str, calls: list[tuple[str, dict[str, Any]]]
-) -> dict[str, tuple[bool, Any]]:
-    """Simulation: one site operation for many sites in turn; each site's value or its exception."""
-    if operation == "prepare":
-        arguments = calls[0][1]
-        return {
-            site: (True, preparation)
-            for site, preparation in prepare_sites(domain, [site for site, _ in calls], **arguments).items()
-        }
-    out: dict[str, tuple[bool, Any]] = {}
-    for site, arguments in calls:
-        try:
-            out[site] = (True, SITE_OPERATIONS[operation].fn(domain, site, **arguments))
-        except Exception as error:  # one failing site must not fail its batch
-            out[site] = (False, error)
-    return out
-
-
-class BatchedSiteFuture:
-    """One site's share of a batch task: `.result()` gives its value or raises its exception."""
-
-    def __init__(self, batch: PrefectFuture[dict[str, tuple[bool, Any]]], site: str) -> None:
-        self.batch = batch
-        self.site = site
-
-    def result(self) -> Any:
-        """The site's value (waits for the batch)."""
-        ok, value = self.batch.result()[self.site]
-        if not ok:
-            raise value
-        return value
-
-
-class SiteTransport:
-    """Submits site tasks locally or to the sites' deployments."""
-
-    def __init__(self, config: TransportConfig | None = None) -> None:
-        self.config = config or TransportConfig()
-
-    @property
-    def cross_silo(self) -> bool:
-        """True when sites run their own deployments."""
-        return self.config.mode == "cross-silo"
-
-    def map(
-        self,
-        site_task: Any,
-        domain: str,
-        sites: list[str],
-        per_site: dict[str, dict[str, Any]] | None = None,
-        **arguments: Any,
-    ) -> dict[str, Any]:
-        """Submit a site task for every site (common `arguments`, plus each site's `per_site` ones).
-
-        Returns a future per site; in simulation with more than one site per task, sites share batch tasks.
-        """
-        per_site = per_site or {}
-        size = self.config.sites_per_task(len(sites))
-        if self.cross_silo or size == 1:
-            return {
-                site: self.submit(site_task, domain, site, **arguments, **per_site.get(site, {}))
-                for site in sites
-            }
-        operation = operation_of(site_task)
-        futures: dict[str, Any] = {}
-        for start in range(0, len(sites), size):
-            chunk = sites[start : start + size]
-            calls = [(site, {**arguments, **per_site.get(site, {})}) for site in chunk]
-            batch = run_site_batch.submit(operation, domain, chunk[0], calls)
-            futures.update({site: BatchedSiteFuture(batch, site) for site in chunk})
-        return futures
-
-    def submit(self, site_task: Any, domain: str, site: str, **arguments: Any) -> PrefectFuture[Any]:
-        """A future of the site task's value, however the site is reached."""
-        if not self.cross_silo:
-            return site_task.submit(domain, site, **arguments)  # type: ignore[no-any-return]
-        operation = operation_of(site_task)
-        request = encode_arguments(operation, {"domain_name": domain, "site": site, **arguments})
-        return remote_site_call.submit(operation, domain, site, request, self.config)

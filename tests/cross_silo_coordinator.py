@@ -25,7 +25,7 @@ sys.addaudithook(_record)
 import flows  # noqa: E402, F401
 from fedflow.checkpoint import load_checkpoint  # noqa: E402
 from fedflow.config import FederationConfig  # noqa: E402
-from flows.coordinator import federated_training  # noqa: E402
+from flows.coordinator import SiteSelection, federated_training  # noqa: E402
 from flows.transport import TransportConfig  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main() -> None:
         federation=config,
         run_name="cross-silo",
         # va_long_beach has no deployment: it must be excluded, and the run go on.
-        sites=[*served, "va_long_beach"],
+        sites=SiteSelection(names=[*served, "va_long_beach"]),
         transport=TransportConfig(
             mode="cross-silo",
             exchange_url=exchange,
@@ -50,7 +50,9 @@ def main() -> None:
         ),
     )
     RECORDING = False
-    local = federated_training(domain="healthcare", federation=config, run_name="simulation", sites=served)
+    local = federated_training(
+        domain="healthcare", federation=config, run_name="simulation", sites=SiteSelection(names=served)
+    )
     arrays = {}
     for name in ("cross-silo", "simulation"):
         arrays.update({f"{name}/{k}": v for k, v in load_checkpoint(name)[1].items()})

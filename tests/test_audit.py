@@ -73,12 +73,14 @@ def test_lira_sees_through_row_difficulty_where_the_loss_threshold_cannot() -> N
     )
 
 
+@pytest.mark.slow  # nine models trained for up to 200 epochs on a real hospital's rows
 def test_lira_at_a_real_site_catches_a_memorising_model(healthcare) -> None:  # type: ignore[no-untyped-def]
     from fedflow.config import LocalTrainConfig
-    from fedflow.local import train_local
+    from fedflow.local import Training, train_local
     from fedflow.params import encode, get_weights
+    from fedflow.privacy.site_audit import AuditInputs, local_audit_step
     from fedflow.rounds import initial_weights
-    from fedflow.site import LocalSite, build_global_model, local_audit_step
+    from fedflow.site import LocalSite, SiteModels
     from fedflow.tabular import fit_preprocessor
     from fedflow.tasks import get_task
 
@@ -91,13 +93,12 @@ def test_lira_at_a_real_site_catches_a_memorising_model(healthcare) -> None:  # 
     dims = {"input_dim": train[0].shape[1], "output_dim": 1, "options": spec.model}
     reference = encode(initial_weights(healthcare.build_model, seed=0, **dims))
     scores = {}
+    models = SiteModels(spec=spec, factory=healthcare.build_model)
     for epochs in (2, 200):
-        model, _ = build_global_model(healthcare.build_model, weights_payload=reference, **dims)
+        model = models.load(reference, input_dim=train[0].shape[1])
         config = LocalTrainConfig(epochs=epochs, learning_rate=0.1)
-        train_local(model, *train, task=get_task("binary"), config=config, seed=1)
-        scores[epochs] = local_audit_step(
-            spec=spec,
-            factory=healthcare.build_model,
+        train_local(model, *train, Training(task=get_task("binary"), config=config, seed=1))
+        inputs = AuditInputs(
             final_payload=encode(get_weights(model)),
             reference_payload=reference,
             train=train,
@@ -106,5 +107,6 @@ def test_lira_at_a_real_site_catches_a_memorising_model(healthcare) -> None:  # 
             shadow_config=config,
             seed=0,
         )
+        scores[epochs] = local_audit_step(models, inputs)
     assert scores[200]["mia_lira_auc"] > 0.65 > scores[2]["mia_lira_auc"]
     assert scores[200]["mia_lira_auc"] > scores[200]["mia_loss_auc"]

@@ -9,7 +9,7 @@ from domains import Domain
 from fedflow.attacks import AttackConfig
 from fedflow.checkpoint import load_checkpoint
 from fedflow.config import FederationConfig
-from flows.coordinator import federated_training
+from flows.coordinator import SiteSelection, federated_training
 from flows.transport import TransportConfig
 
 
@@ -27,7 +27,7 @@ def test_batches_of_sites_give_the_same_federation(
         results[name] = federated_training(
             domain="healthcare",
             federation=config,
-            sites_file=str(sites_file),
+            sites=SiteSelection(files=str(sites_file)),
             run_name=name,
             transport=TransportConfig(clients_per_task=per_task),
         )

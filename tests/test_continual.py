@@ -30,14 +30,20 @@ def test_continuing_starts_from_the_champion_and_registers_new_versions(
     assert champion.version == first.champion_version
     # With a vanishing learning rate the continued model stays where it started: at the champion.
     still = federated_training(
-        domain="healthcare", federation=_config(1e-12), run_name="still", start_from="champion", rounds=1
+        domain="healthcare",
+        federation=_config(1e-12),
+        run_name="still",
+        start_from="champion",
+        overrides={"rounds": 1},
     )
     assert still.rounds_completed == 1
     continued, started = load_checkpoint("still")[1], decode(champion.weights_payload)
     for name in started:
         np.testing.assert_allclose(continued[name], started[name], atol=1e-6)
     # The same run from scratch stays at the seeded model instead, far from the champion.
-    federated_training(domain="healthcare", federation=_config(1e-12), run_name="scratch", rounds=1)
+    federated_training(
+        domain="healthcare", federation=_config(1e-12), run_name="scratch", overrides={"rounds": 1}
+    )
     scratch = load_checkpoint("scratch")[1]
     assert any(not np.allclose(scratch[name], started[name], atol=1e-3) for name in started)
     client = MlflowClient()

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from domains import Domain
 from fedflow.config import FederationConfig, LocalTrainConfig
 from fedflow.errors import InsufficientSitesError
-from flows.coordinator import federated_training
+from flows.coordinator import SiteSelection, federated_training
 
 
 def _sites_file(tmp_path: Path, domain: Domain, broken: dict[str, str]) -> Path:
@@ -44,7 +44,7 @@ def test_two_rounds_with_an_excluded_site(
 ) -> None:
     sites_file = _sites_file(tmp_path, healthcare, {"hungary": "out_of_range", "switzerland": "missing_file"})
     result = federated_training(
-        domain="healthcare", federation=_config(), sites_file=str(sites_file), run_name="e2e"
+        domain="healthcare", federation=_config(), sites=SiteSelection(files=str(sites_file)), run_name="e2e"
     )
 
     # The failing site is left out, with its reason, everywhere a user looks.
@@ -139,7 +139,10 @@ def test_run_stops_when_too_few_sites_pass(
     )
     with pytest.raises(InsufficientSitesError, match=r"only 1 site\(s\) passed validation.*min_sites is 2"):
         federated_training(
-            domain="healthcare", federation=_config(), sites_file=str(sites_file), run_name="too-few"
+            domain="healthcare",
+            federation=_config(),
+            sites=SiteSelection(files=str(sites_file)),
+            run_name="too-few",
         )
     client = MlflowClient(mlflow_store)
     run = client.search_runs([client.get_experiment_by_name("healthcare").experiment_id])[0]

@@ -18,7 +18,7 @@ from fedflow.language.base_model import LanguageModelError, load_tokenizer, loca
 from fedflow.language.lora_model import PAD, lora_language_model
 from fedflow.language.options import LanguageModelOptions
 from fedflow.language.tokens import tokenise
-from fedflow.local import evaluate_local, train_local
+from fedflow.local import Training, evaluate_local, train_local
 from fedflow.params import decode, encode, get_weights, set_weights
 from fedflow.rounds import initial_weights
 from fedflow.sitedata import read_site_frame
@@ -70,7 +70,7 @@ def test_only_adapters_are_federated_and_the_base_stays_frozen(options: Language
     assert base_a.keys() == base_b.keys() and all(base_a[n] is base_b[n] for n in base_a)
     before = {n: p.detach().clone() for n, p in base_a.items()}
     tokens = _tokens(options, "falstaff")[:32]
-    train_local(model, tokens, tokens, task=LANGUAGE, config=LocalTrainConfig(batch_size=8), seed=0)
+    train_local(model, tokens, tokens, Training(task=LANGUAGE, config=LocalTrainConfig(batch_size=8), seed=0))
     assert all(torch.equal(before[n], p) for n, p in base_a.items())
     moved = get_weights(model)
     assert any(not np.array_equal(weights[n], moved[n]) for n in weights)
@@ -138,7 +138,7 @@ def test_local_fine_tuning_lowers_hold_out_perplexity(options: LanguageModelOpti
     model = lora_language_model(options)
     before = evaluate_local(model, holdout, holdout, task=LANGUAGE)["perplexity"]
     config = LocalTrainConfig(batch_size=16, learning_rate=0.05, optimizer="adam", max_steps=30)
-    result = train_local(model, train, train, task=LANGUAGE, config=config, seed=0)
+    result = train_local(model, train, train, Training(task=LANGUAGE, config=config, seed=0))
     assert result.steps == 30
     after = evaluate_local(model, holdout, holdout, task=LANGUAGE)["perplexity"]
     assert after < 0.9 * before
@@ -204,7 +204,7 @@ def test_language_config_errors_name_the_problem(options: LanguageModelOptions) 
         DomainSpec.model_validate(
             {**_spec(options).model_dump(), "model": {**options.model_dump(), "lora_rank": 4}}
         )
-    with pytest.raises(ValueError, match="strategy scaffold is not supported"):
+    with pytest.raises(ValueError, match="task 'language' cannot be combined with strategy 'scaffold'"):
         DomainSpec.model_validate(
             {**_spec(options).model_dump(), "federation": {"strategy": {"name": "scaffold"}}}
         )

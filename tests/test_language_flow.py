@@ -56,22 +56,30 @@ def _history(run_id: str, key: str) -> list[float]:
 def test_a_site_with_another_base_model_is_excluded(
     tiny_domains: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.coordinator import _same_base_model
-    from flows.site_tasks import SitePreparation
-    from validation import ValidationSummary
+    from fedflow.federation import DomainModel, FederationPlan
+    from fedflow.federation.preparation import _same_base_model
+    from fedflow.messages import PrepareReply
+    from fedflow.validation_summary import ValidationSummary
 
     monkeypatch.setenv("FEDFLOW_DOMAINS_PATH", str(tiny_domains))
-    spec = load_domain(DOMAIN).spec
+    domain = load_domain(DOMAIN)
+    spec = domain.spec
     ours = weights_digest(locate_base_model(language_options(spec.model)))
-    prepared = [
-        SitePreparation(summary=ValidationSummary(site="a", success=True, rows=60), base_model_sha256=ours),
-        SitePreparation(
+    plan = FederationPlan(
+        federation_id="f",
+        domain=DomainModel(name=DOMAIN, spec=spec, build_model=domain.build_model),
+        config=spec.federation,
+        sites=["a", "b"],
+    )
+    prepared = {
+        "a": PrepareReply(summary=ValidationSummary(site="a", success=True, rows=60), base_model_sha256=ours),
+        "b": PrepareReply(
             summary=ValidationSummary(site="b", success=True, rows=60), base_model_sha256="0" * 64
         ),
-    ]
-    checked = _same_base_model(prepared, spec.model)
-    assert checked[0] is prepared[0]
-    assert not checked[1].summary.success and "another base model" in checked[1].summary.reasons()[0]
+    }
+    checked = _same_base_model(prepared, plan)
+    assert checked["a"] is prepared["a"]
+    assert not checked["b"].summary.success and "another base model" in checked["b"].summary.reasons()[0]
 
 
 def _base_perplexity(config: FederationConfig) -> float:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from fedflow.config import LocalTrainConfig
-from fedflow.local import evaluate_local, train_local
+from fedflow.local import Training, evaluate_local, train_local
 from fedflow.params import get_weights
 from fedflow.tasks import get_task
 
@@ -27,9 +27,9 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     x, y = _data()
     config = LocalTrainConfig(epochs=2, batch_size=16, learning_rate=0.1)
     a, b, c = _model(), _model(), _model()
-    train_local(a, x, y, task=BINARY, config=config, seed=7)
-    train_local(b, x, y, task=BINARY, config=config, seed=7)
-    train_local(c, x, y, task=BINARY, config=config, seed=8)
+    train_local(a, x, y, Training(task=BINARY, config=config, seed=7))
+    train_local(b, x, y, Training(task=BINARY, config=config, seed=7))
+    train_local(c, x, y, Training(task=BINARY, config=config, seed=8))
     wa, wb, wc = get_weights(a), get_weights(b), get_weights(c)
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
     assert any(not np.array_equal(wa[k], wc[k]) for k in wa)
@@ -39,9 +39,8 @@ def test_training_improves_hold_out_auc() -> None:
     x, y = _data()
     model = _model()
     before = evaluate_local(model, x[150:], y[150:], task=BINARY)
-    train_local(
-        model, x[:150], y[:150], task=BINARY, config=LocalTrainConfig(epochs=10, learning_rate=0.1), seed=1
-    )
+    config = LocalTrainConfig(epochs=10, learning_rate=0.1)
+    train_local(model, x[:150], y[:150], Training(task=BINARY, config=config, seed=1))
     after = evaluate_local(model, x[150:], y[150:], task=BINARY)
     assert after["roc_auc"] > max(before["roc_auc"], 0.9)
     assert after["loss"] < before["loss"]

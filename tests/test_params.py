@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fedflow.errors import PayloadError
+from fedflow.messages import TrainReply
 from fedflow.params import decode, encode, get_weights, set_weights
 from fedflow.rounds import check_update
-from fedflow.update import SiteUpdate
 
 
 def test_round_trip_preserves_names_shapes_dtypes_and_values() -> None:
@@ -68,10 +68,8 @@ def test_shape_mismatch_is_rejected() -> None:
 
 def test_check_update_rejects_non_finite_values() -> None:
     like = {"w": np.zeros(3, np.float32)}
-    bad = SiteUpdate(
-        site="x", round=1, num_examples=4, payload=encode({"w": np.array([0, np.nan, 1], np.float32)})
-    )
+    bad = TrainReply(num_examples=4, payload=encode({"w": np.array([0, np.nan, 1], np.float32)}))
     with pytest.raises(PayloadError, match="non-finite"):
-        check_update(bad, like)
-    good = SiteUpdate(site="x", round=1, num_examples=4, payload=encode({"w": np.ones(3, np.float32)}))
-    assert check_update(good, like).num_examples == 4
+        check_update("x", bad, like)
+    good = TrainReply(num_examples=4, payload=encode({"w": np.ones(3, np.float32)}))
+    assert check_update("x", good, like).num_examples == 4

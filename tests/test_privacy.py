@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import site_step_inputs
 from mlflow.tracking import MlflowClient
 from opacus.accountants import RDPAccountant
 from pydantic import ValidationError
+from site_helpers import prepared_agent
 
 from fedflow.aggregate import l2_norm
 from fedflow.config import FederationConfig, PrivacyConfig, StrategyConfig
@@ -78,47 +78,47 @@ def test_budget_ends_the_run_cleanly(prefect_api: None, mlflow_store: str, tmp_p
     assert len(client.search_model_versions("name='healthcare-global'")) == 2
 
 
-def test_site_clips_and_in_distributed_mode_adds_its_noise(healthcare) -> None:  # type: ignore[no-untyped-def]
+def test_site_clips_and_in_distributed_mode_adds_its_noise(healthcare, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fedflow.config import LocalTrainConfig
     from fedflow.params import decode
-    from fedflow.site import local_train_step
 
-    common = site_step_inputs(healthcare, "hungary", config=LocalTrainConfig(epochs=3))
-    plain = l2_norm(decode(local_train_step(**common).update.payload))  # type: ignore[arg-type]
-    central = l2_norm(
-        decode(
-            local_train_step(**common, privacy=PrivacyConfig(mode="central", clip_norm=0.1)).update.payload
-        )
-    )  # type: ignore[arg-type]
-    distributed = l2_norm(
-        decode(
-            local_train_step(  # type: ignore[arg-type]
-                **common,
-                privacy=PrivacyConfig(mode="distributed", clip_norm=0.1, noise_multiplier=1.0),
-                sites_in_round=4,
-            ).update.payload
-        )
+    agent, request = prepared_agent(healthcare, "hungary", tmp_path, local=LocalTrainConfig(epochs=3))
+
+    def norm(**changes: object) -> float:
+        return l2_norm(decode(agent.train(request.model_copy(update=changes)).payload))
+
+    plain = norm()
+    central = norm(privacy=PrivacyConfig(mode="central", clip_norm=0.1))
+    distributed = norm(
+        privacy=PrivacyConfig(mode="distributed", clip_norm=0.1, noise_multiplier=1.0), sites_in_round=4
     )
     assert plain > 0.1 and central == pytest.approx(0.1, rel=1e-5)
     assert distributed > 0.5  # noise of sd 0.05 on hundreds of values dwarfs the clipped 0.1
 
 
-def test_dp_sgd_at_a_site(healthcare) -> None:  # type: ignore[no-untyped-def]
+def test_dp_sgd_at_a_site(healthcare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from site_helpers import FEDERATION
+
     from fedflow.config import DPSGDConfig, LocalTrainConfig
     from fedflow.params import decode
-    from fedflow.site import local_train_step
+    from fedflow.site_state import DP_SGD_STEPS, load_site_state
 
     config = LocalTrainConfig(dp_sgd=DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0))
-    common = site_step_inputs(healthcare, "cleveland", config=config)
-    common.pop("round_number")
-    first = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
-    again = local_train_step(round_number=1, **common)  # type: ignore[arg-type]
-    second = local_train_step(round_number=2, site_state=first.site_state, **common)  # type: ignore[arg-type]
-    assert l2_norm(decode(first.update.payload)) > 0
-    assert first.update.metrics["dp_sgd_epsilon"] == pytest.approx(again.update.metrics["dp_sgd_epsilon"])
+    agent, request = prepared_agent(healthcare, "cleveland", tmp_path, local=config)
+    first = agent.train(request)
+    again = agent.train(request)  # round 1 run again (a resumed coordinator): the same state
+    second = agent.train(request.model_copy(update={"round": 2, "accepted_round": 1}))
+    assert l2_norm(decode(first.payload)) > 0
+    assert first.metrics["dp_sgd_epsilon"] == pytest.approx(again.metrics["dp_sgd_epsilon"])
     # The site's epsilon covers every step it took in the federation, so it grows.
-    assert second.update.metrics["dp_sgd_epsilon"] > first.update.metrics["dp_sgd_epsilon"] > 0
-    assert int(second.site_state["dp_sgd_steps"][0]) > int(first.site_state["dp_sgd_steps"][0])
+    assert second.metrics["dp_sgd_epsilon"] > first.metrics["dp_sgd_epsilon"] > 0
+
+    def steps(after: int) -> int:
+        state = load_site_state(tmp_path / "state", FEDERATION, "cleveland", before_round=after + 1)
+        assert state is not None
+        return int(state[DP_SGD_STEPS][0])
+
+    assert steps(2) > steps(1) > 0
 
 
 @pytest.mark.parametrize("strategy", ["scaffold", "fedprox"])

@@ -2,14 +2,15 @@
 
 import numpy as np
 import pytest
-from conftest import site_step_inputs
+from site_helpers import prepared_agent
 
 from fedflow.aggregate import clip_to_norm, coordinate_median, krum_scores, l2_norm, trimmed_mean
 from fedflow.errors import PayloadError
+from fedflow.messages import TrainReply
 from fedflow.params import encode
-from fedflow.rounds import check_update
+from fedflow.rounds import Expected, check_update
 from fedflow.strategies import build_strategy
-from fedflow.update import DecodedUpdate, SiteUpdate
+from fedflow.update import DecodedUpdate
 
 
 def _sets(*values: float) -> list[dict[str, np.ndarray]]:
@@ -57,12 +58,12 @@ def test_norm_helpers() -> None:
 
 def test_update_checks_drop_oversized_and_large_norm_updates() -> None:
     like = {"w": np.zeros(4, np.float32)}
-    big = SiteUpdate(site="x", round=1, num_examples=3, payload=encode({"w": np.full(4, 10.0, np.float32)}))
+    big = TrainReply(num_examples=3, payload=encode({"w": np.full(4, 10.0, np.float32)}))
     with pytest.raises(PayloadError, match="over the limit"):
-        check_update(big, like, max_payload_bytes=16)
+        check_update("x", big, like, Expected(max_payload_bytes=16))
     with pytest.raises(PayloadError, match="norm 20, over the bound 5"):
-        check_update(big, like, max_update_norm=5.0)
-    assert check_update(big, like, max_update_norm=25.0).site == "x"
+        check_update("x", big, like, Expected(max_update_norm=5.0))
+    assert check_update("x", big, like, Expected(max_update_norm=25.0)).site == "x"
 
 
 def test_attacks_change_only_the_hostile_sites_update() -> None:
@@ -80,20 +81,18 @@ def test_attacks_change_only_the_hostile_sites_update() -> None:
     assert AttackConfig(kind="gaussian", sites=["a"]).scale == 1.0
 
 
-def test_a_hostile_site_in_the_local_step(healthcare) -> None:  # type: ignore[no-untyped-def]
+def test_a_hostile_site_in_the_local_step(healthcare, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fedflow.attacks import AttackConfig
-    from fedflow.config import LocalTrainConfig
     from fedflow.params import decode
-    from fedflow.site import local_train_step
 
-    common = site_step_inputs(healthcare, "cleveland", config=LocalTrainConfig())
-    honest = decode(local_train_step(**common).update.payload)  # type: ignore[arg-type]
-    bystander = decode(
-        local_train_step(**common, attack=AttackConfig(kind="sign_flip", sites=["other"])).update.payload
-    )  # type: ignore[arg-type]
-    hostile = decode(
-        local_train_step(**common, attack=AttackConfig(kind="sign_flip", sites=["cleveland"])).update.payload
-    )  # type: ignore[arg-type]
+    agent, request = prepared_agent(healthcare, "cleveland", tmp_path)
+
+    def sent(attack: AttackConfig | None) -> dict[str, np.ndarray]:
+        return decode(agent.train(request.model_copy(update={"attack": attack})).payload)
+
+    honest = sent(None)
+    bystander = sent(AttackConfig(kind="sign_flip", sites=["other"]))
+    hostile = sent(AttackConfig(kind="sign_flip", sites=["cleveland"]))
     for name in honest:
         np.testing.assert_array_equal(bystander[name], honest[name])
         np.testing.assert_allclose(hostile[name], -honest[name])

@@ -176,20 +176,20 @@ def test_sites_refuse_plans_that_would_expose_them() -> None:
         )
 
 
-def test_a_site_refuses_a_roster_it_did_not_share_under(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
-    from flows.site_tasks import advertise_keys, reveal_for_unmasking, share_keys
+def test_a_site_refuses_a_roster_it_did_not_share_under(healthcare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from site_helpers import site_agent
 
-    monkeypatch.setenv("FEDFLOW_STATE_DIR", str(tmp_path))
-    sites = ["a", "b", "c"]
+    from fedflow.messages import AdvertiseRequest, ShareRequest, UnmaskRequest
+    from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
+
+    sites = ["cleveland", "hungary", "switzerland"]
+    agents = {s: site_agent(healthcare, s, tmp_path / s) for s in sites}
     context = round_context("fed", 1)
-    roster = {s: advertise_keys.fn("d", s, federation_id="fed", round_number=1) for s in sites}
+    roster = {s: agents[s].advertise(AdvertiseRequest(federation_id="fed", round=1)).public_keys for s in sites}
     inbox: dict[str, dict[str, bytes]] = {s: {} for s in sites}
+    share = ShareRequest(federation_id="fed", round=1, roster=roster, threshold=2, context=context)
     for sender in sites:
-        shares = share_keys.fn(
-            "d", sender, federation_id="fed", round_number=1, roster=roster, threshold=2, context=context
-        )
-        for recipient, blob in shares.items():
+        for recipient, blob in agents[sender].share(share).ciphertexts.items():
             inbox[recipient][sender] = blob
     honest = SecureRoundPlan(
         roster=roster,
@@ -199,42 +199,20 @@ def test_a_site_refuses_a_roster_it_did_not_share_under(tmp_path, monkeypatch) -
         fraction_bits=BITS,
         weighted_by_examples=True,
     )
-    lowered = SecureRoundPlan(**{**honest.__dict__, "threshold": 3})
+
+    def unmask(plan: SecureRoundPlan) -> dict[str, bytes]:
+        request = UnmaskRequest(
+            federation_id="fed", round=1, ciphertexts=inbox["hungary"], plan=plan, survivors=sites
+        )
+        return agents["hungary"].unmask(request).shares
+
     with pytest.raises(SecureAggregationError, match="not the one it shared under"):
-        reveal_for_unmasking.fn(
-            "d",
-            "b",
-            federation_id="fed",
-            round_number=1,
-            ciphertexts=inbox["b"],
-            plan=lowered,
-            survivors=sites,
-        )
-    other_round = SecureRoundPlan(**{**honest.__dict__, "context": round_context("fed", 2)})
+        unmask(honest.model_copy(update={"threshold": 3}))
     with pytest.raises(SecureAggregationError, match="another federation or round"):
-        reveal_for_unmasking.fn(
-            "d",
-            "b",
-            federation_id="fed",
-            round_number=1,
-            ciphertexts=inbox["b"],
-            plan=other_round,
-            survivors=sites,
-        )
-    revealed = reveal_for_unmasking.fn(
-        "d", "b", federation_id="fed", round_number=1, ciphertexts=inbox["b"], plan=honest, survivors=sites
-    )
-    assert set(revealed) == set(sites)
+        unmask(honest.model_copy(update={"context": round_context("fed", 2)}))
+    assert set(unmask(honest)) == set(sites)
     with pytest.raises(Exception, match="holds no secure-aggregation keys"):  # it answers only once
-        reveal_for_unmasking.fn(
-            "d",
-            "b",
-            federation_id="fed",
-            round_number=1,
-            ciphertexts=inbox["b"],
-            plan=honest,
-            survivors=sites,
-        )
+        unmask(honest)
 
 
 def test_fixed_point_refuses_values_that_could_wrap_the_sum():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fedflow.config import LocalTrainConfig
-from fedflow.local import train_local
+from fedflow.local import Training, train_local
 from fedflow.params import get_weights, set_weights
 from fedflow.strategies import build_strategy
 from fedflow.strategies.fedprox import ProximalTerm
@@ -89,15 +89,15 @@ def test_fedprox_term_and_scaffold_correction_in_the_local_loop() -> None:
     task = get_task("regression")
     # Plain: grad = 2(w - 1): w1 = 0.2, w2 = 0.2 + 0.1 * 1.6 = 0.36
     plain = _linear()
-    train_local(plain, x, y, task=task, config=config, seed=0)
+    train_local(plain, x, y, Training(task=task, config=config, seed=0))
     assert get_weights(plain)["weight"][0, 0] == pytest.approx(0.36)
     # FedProx mu = 1: step 2 adds mu (w1 - w0) = 0.2 to the gradient: w2 = 0.2 + 0.1 * (1.6 - 0.2) = 0.34
     prox = _linear()
-    train_local(prox, x, y, task=task, config=config, seed=0, adjustments=[ProximalTerm(mu=1.0)])
+    train_local(prox, x, y, Training(task=task, config=config, seed=0, adjustments=[ProximalTerm(mu=1.0)]))
     assert get_weights(prox)["weight"][0, 0] == pytest.approx(0.34)
     # SCAFFOLD correction c - c_i = 0.5 added to both gradients: w1 = -0.1 * (-2 + 0.5) = 0.15,
     # w2 = 0.15 - 0.1 * (2 * (0.15 - 1) + 0.5) = 0.15 + 0.12 = 0.27
     corrected = _linear()
     correction = ControlCorrection({"weight": np.array([[0.5]])})
-    train_local(corrected, x, y, task=task, config=config, seed=0, adjustments=[correction])
+    train_local(corrected, x, y, Training(task=task, config=config, seed=0, adjustments=[correction]))
     assert get_weights(corrected)["weight"][0, 0] == pytest.approx(0.27)

@@ -13,7 +13,7 @@ from fedflow.checkpoint import load_checkpoint
 from fedflow.cli import app
 from fedflow.config import FederationConfig
 from fedflow.errors import FedflowError
-from flows.coordinator import federated_training
+from flows.coordinator import SiteSelection, federated_training
 from flows.task_runners import TaskRunnerConfig, site_task_runner
 
 
@@ -29,10 +29,16 @@ def test_dask_workers_give_the_same_federation_as_threads(
     dask = site_task_runner(TaskRunnerConfig(kind="dask", workers=2))
     results = {
         "threads": federated_training(
-            domain="healthcare", federation=config, sites_file=str(sites_file), run_name="threads"
+            domain="healthcare",
+            federation=config,
+            sites=SiteSelection(files=str(sites_file)),
+            run_name="threads",
         ),
         "dask": federated_training.with_options(task_runner=dask)(
-            domain="healthcare", federation=config, sites_file=str(sites_file), run_name="dask"
+            domain="healthcare",
+            federation=config,
+            sites=SiteSelection(files=str(sites_file)),
+            run_name="dask",
         ),
     }
     for result in results.values():
@@ -47,13 +53,21 @@ def test_dask_workers_give_the_same_federation_as_threads(
 def test_a_process_that_did_not_validate_a_site_validates_it_before_using_its_rows(
     healthcare: Domain, tmp_path: Path
 ) -> None:
-    from flows.site_tasks import _prepare_again
+    from site_helpers import prepared_agent, site_agent
 
-    sites_file = sites_file_with_broken_hungary(healthcare, tmp_path)
-    local = _prepare_again("healthcare", "cleveland", 0.25, 0, str(sites_file))
-    assert local.name == "cleveland" and len(local.split.train) > len(local.split.holdout) > 0
+    from fedflow.messages import EvaluateRequest
+
+    _, train = prepared_agent(healthcare, "cleveland", tmp_path / "prepared")
+    evaluate = EvaluateRequest(
+        round=1, rows=train.rows, global_payload=train.global_payload, local=train.local
+    )
+    # Fresh agents (another process): they were never asked to prepare.
+    fresh = site_agent(healthcare, "cleveland", tmp_path / "fresh")
+    assert fresh.train(train).num_examples > fresh.evaluate(evaluate).metrics["num_examples"] > 0
+    broken = sites_file_with_broken_hungary(healthcare, tmp_path).parent / "hungary.csv"
+    hungary = site_agent(healthcare, "hungary", tmp_path / "hungary", path=broken)
     with pytest.raises(FedflowError, match="'hungary': its data no longer passes its checks"):
-        _prepare_again("healthcare", "hungary", 0.25, 0, str(sites_file))
+        hungary.evaluate(evaluate)
 
 
 def test_run_checks_its_task_runner_options() -> None:

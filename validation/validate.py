@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import great_expectations as gx
-import numpy as np
 import pandas as pd
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from fedflow.expectations import Expectation
-from validation.summary import CheckResult, ValidationSummary
+from fedflow.validation_summary import CheckResult, ValidationSummary
 
 # GX's ephemeral context is process-wide state and not documented as thread-safe, while sites
 # validate concurrently in simulation; one lock keeps them in turn.
@@ -79,31 +78,6 @@ def _check_result(result: ExpectationValidationResult) -> CheckResult:
         # Only dtype names are reported as observed values: other observations can be raw data.
         observed_type=str(observed) if config is not None and config.type.endswith("type_list") else None,
         error=error,
-    )
-
-
-def class_minimum_check(labels: np.ndarray, minimum: int) -> CheckResult:
-    """Every class of the derived labels has at least `minimum` rows (GX has no such check).
-
-    A site with a handful of minority rows cannot train or evaluate that class; it reports how
-    many classes fall short, not which ones or how many rows each has.
-    """
-    _, counts = np.unique(labels, return_counts=True)
-    short = int((counts < minimum).sum()) + (1 if len(counts) < 2 else 0)
-    return CheckResult(
-        expectation="fedflow_min_rows_per_class",
-        column="(label)",
-        success=short == 0,
-        element_count=len(counts),
-        unexpected_count=short,
-        error=None if short == 0 else f"{short} class(es) with fewer than {minimum} rows (or only one class)",
-    )
-
-
-def with_check(summary: ValidationSummary, check: CheckResult) -> ValidationSummary:
-    """The summary with one more check (and its outcome) added."""
-    return summary.model_copy(
-        update={"checks": [*summary.checks, check], "success": summary.success and check.success}
     )
 
 
@@ -222,8 +196,3 @@ def validate_frames(
             site=site, success=all(c.success for c in checks), rows=len(frame), checks=checks
         )
     return out
-
-
-def failure_summary(site: str, reason: str) -> ValidationSummary:
-    """The summary of a site whose data could not even be read."""
-    return ValidationSummary(site=site, success=False, rows=0, error=reason)

@@ -1,9 +1,9 @@
 """Secure aggregation as a step of the update path: a masked payload out, a mean delta back."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, decode, encode, flatten, unflatten
@@ -13,11 +13,12 @@ from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, mask_up
 MASKED = "masked"
 
 
-@dataclass(frozen=True)
-class SecureRoundPlan:
+class SecureRoundPlan(BaseModel):
     """A round's public secure-aggregation settings, sent to every site with the training request."""
 
-    roster: Mapping[str, PublicKeys]  # the sites that advertised keys (phase 1)
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    roster: dict[str, PublicKeys]  # the sites that advertised keys (phase 1)
     members: tuple[str, ...]  # those that also shared their secrets (phase 2): they mask
     threshold: int
     context: bytes

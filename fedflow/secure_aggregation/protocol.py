@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import BaseModel, ConfigDict
 
 from fedflow.errors import FedflowError
 from fedflow.secure_aggregation.shamir import SHARE_BYTES, combine_shares, split_secret
@@ -35,9 +36,10 @@ class SecureAggregationError(FedflowError):
     """The protocol cannot go on: too few sites, a share that does not decrypt, a wrong roster."""
 
 
-@dataclass(frozen=True)
-class PublicKeys:
+class PublicKeys(BaseModel):
     """What a site advertises: two X25519 public keys (raw 32 bytes each)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
 
     cipher: bytes
     mask: bytes

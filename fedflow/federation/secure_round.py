@@ -1,0 +1,172 @@
+"""The coordinator's side of secure aggregation: phases 1-2 before training, phase 4 after.
+
+The coordinator only routes public keys and encrypted shares between the sites and, at the
+end, learns the sum of the surviving sites' weighted deltas: never one site's update.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedflow.config import SecureAggregationConfig
+from fedflow.errors import InsufficientSitesError
+from fedflow.federation.channel import SiteChannel
+from fedflow.messages import (
+    AdvertiseReply,
+    AdvertiseRequest,
+    ShareReply,
+    ShareRequest,
+    UnmaskReply,
+    UnmaskRequest,
+)
+from fedflow.params import NamedArrays
+from fedflow.secure_aggregation.masking import SecureRoundPlan, mean_delta_from_sum, round_context
+from fedflow.secure_aggregation.protocol import PublicKeys, threshold_for, unmask_sum
+from fedflow.update import DecodedUpdate
+
+AGGREGATE_SITE = "secure-aggregate"
+Log = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
+
+
+@dataclass(frozen=True)
+class SecureRoundSettings:
+    """What the coordinator needs to open a round: which round, how many dropouts, how weighted."""
+
+    federation_id: str
+    round: int
+    config: SecureAggregationConfig
+    weighted_by_examples: bool
+    min_sites: int
+
+
+@dataclass(frozen=True)
+class OpenedRound:
+    """A round after key advertisement and sharing: the plan the sites mask with, and the mailboxes."""
+
+    plan: SecureRoundPlan
+    inbox: dict[str, dict[str, bytes]]  # recipient -> sender -> encrypted shares
+    failed: dict[str, str]
+
+
+def _advertised(
+    chosen: list[str], settings: SecureRoundSettings, channel: SiteChannel
+) -> tuple[dict[str, PublicKeys], dict[str, str]]:
+    request = AdvertiseRequest(federation_id=settings.federation_id, round=settings.round)
+    roster: dict[str, PublicKeys] = {}
+    failed: dict[str, str] = {}
+    for site, handle in channel.send(dict.fromkeys(chosen, request)).items():
+        try:
+            reply = handle.result()
+            assert isinstance(reply, AdvertiseReply)
+            roster[site] = reply.public_keys
+        except Exception as error:
+            failed[site] = _failure(error)
+    return roster, failed
+
+
+def open_secure_round(chosen: list[str], settings: SecureRoundSettings, channel: SiteChannel) -> OpenedRound:
+    """Phases 1 and 2: collect the sites' public keys, then route their encrypted shares."""
+    context = round_context(settings.federation_id, settings.round)
+    roster, failed = _advertised(chosen, settings, channel)
+    threshold = threshold_for(len(roster), settings.config.max_dropouts)
+    _require(len(roster), max(settings.min_sites, threshold), settings.round, "advertised keys")
+    request = ShareRequest(
+        federation_id=settings.federation_id,
+        round=settings.round,
+        roster=roster,
+        threshold=threshold,
+        context=context,
+    )
+    inbox: dict[str, dict[str, bytes]] = {site: {} for site in roster}
+    members: list[str] = []
+    for site, handle in channel.send(dict.fromkeys(roster, request)).items():
+        try:
+            reply = handle.result()
+            assert isinstance(reply, ShareReply)
+        except Exception as error:
+            failed[site] = _failure(error)
+            continue
+        if set(reply.ciphertexts) != set(roster):
+            failed[site] = "sent shares for sites outside the roster"
+            continue
+        members.append(site)
+        for recipient, blob in reply.ciphertexts.items():
+            inbox[recipient][site] = blob
+    _require(len(members), max(settings.min_sites, threshold), settings.round, "shared their secrets")
+    plan = SecureRoundPlan(
+        roster=roster,
+        members=tuple(sorted(members)),
+        threshold=threshold,
+        context=context,
+        fraction_bits=settings.config.fraction_bits,
+        weighted_by_examples=settings.weighted_by_examples,
+    )
+    return OpenedRound(plan=plan, inbox=inbox, failed=failed)
+
+
+def close_secure_round(
+    opened: OpenedRound,
+    masked: Mapping[str, tuple[np.ndarray, int]],
+    *,
+    settings: SecureRoundSettings,
+    channel: SiteChannel,
+    like: NamedArrays,
+    log: Log,
+) -> DecodedUpdate:
+    """Phase 4: ask the survivors for shares, unmask the sum, return it as one mean update.
+
+    `masked` maps each surviving site to its checked field vector and example count.
+    """
+    plan = opened.plan
+    survivors = sorted(masked)
+    _require(len(survivors), plan.threshold, settings.round, "sent a valid masked update")
+    requests = {
+        site: UnmaskRequest(
+            federation_id=settings.federation_id,
+            round=settings.round,
+            ciphertexts=opened.inbox[site],
+            plan=plan,
+            survivors=survivors,
+        )
+        for site in survivors
+    }
+    responses: dict[str, dict[str, bytes]] = {}
+    for site, handle in channel.send(requests).items():
+        try:
+            reply = handle.result()
+            assert isinstance(reply, UnmaskReply)
+            responses[site] = reply.shares
+        except Exception as error:
+            log.warning(
+                "round %d: site %s did not answer unmasking: %s", settings.round, site, _failure(error)
+            )
+    masked_sum = np.zeros(next(iter(masked.values()))[0].shape, dtype=np.uint64)
+    for vector, _ in masked.values():
+        masked_sum = masked_sum + vector
+    total = unmask_sum(
+        masked_sum,
+        responses=responses,
+        roster=plan.roster,
+        survivors=survivors,
+        threshold=plan.threshold,
+        context=plan.context,
+        members=plan.members,
+    )
+    examples = sum(count for _, count in masked.values())
+    weight = float(examples) if plan.weighted_by_examples else float(len(survivors))
+    delta = mean_delta_from_sum(total, total_weight=weight, fraction_bits=plan.fraction_bits, like=like)
+    return DecodedUpdate(site=AGGREGATE_SITE, num_examples=examples, delta=delta)
+
+
+def _failure(error: BaseException) -> str:
+    return f"secure aggregation step failed ({type(error).__name__}); see the site's log"
+
+
+def _require(available: int, needed: int, round_number: int, what: str) -> None:
+    if available < needed:
+        raise InsufficientSitesError(
+            f"round {round_number}: only {available} site(s) {what}, but secure aggregation needs {needed} "
+            "(min_sites, and the Shamir threshold from secure_aggregation.max_dropouts)"
+        )
