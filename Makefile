@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-language test lint typecheck pytest benchmark clean
+.PHONY: demo demo-language test test-fast lint typecheck pytest benchmark clean
 
 # torch first and exactly 2.13.0: the CPU build on this machine's disk; other specs pull CUDA.
 $(STAMP): pyproject.toml
@@ -32,6 +32,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The development loop: lint, mypy and the tests not marked slow (no Prefect API, MLflow, subprocesses).
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow"
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/domains_benchmark.py --domain all --seeds 5

@@ -8,6 +8,47 @@ import pytest
 
 import flows  # noqa: F401  (no-telemetry defaults before Prefect/MLflow/GX load)
 from domains import Domain, load_domain
+from fedflow.errors import DomainError
+
+# What makes a test slow (`make test-fast` deselects it): a real Prefect API or MLflow store, a
+# module that starts processes (coordinator, sites, Prefect servers), or the domain contract's
+# forward pass on a language domain without `model.path`, which loads the real SmolLM2-135M
+# (about 35 s on two cores). A test slow for another reason carries `@pytest.mark.slow`.
+SLOW_FIXTURES = frozenset({"prefect_api", "mlflow_store"})
+PROCESS_MODULES = frozenset({"test_cross_silo.py", "test_resume.py", "test_api_warmup.py"})
+BUILDS_DOMAIN_MODEL = frozenset({"test_model_runs_a_forward_pass"})
+
+
+def _loads_real_language_model(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if getattr(item, "originalname", None) not in BUILDS_DOMAIN_MODEL or callspec is None:
+        return False
+    try:
+        spec = load_domain(str(callspec.params.get("domain"))).spec
+    except DomainError:
+        return False  # the test itself reports a domain that does not load
+    return spec.task == "language" and spec.model.get("path") is None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow every test that needs a server, a store, a subprocess or the real language model."""
+    for item in items:
+        if (
+            SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or item.path.name in PROCESS_MODULES
+            or _loads_real_language_model(item)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _no_background_prefect_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast test boots no Prefect server: `fedflow run` starts one in the background before it
+    checks its arguments, which the CLI's argument tests would otherwise leave running."""
+    if request.node.get_closest_marker("slow") is None:
+        from flows import api_warmup
+
+        monkeypatch.setattr(api_warmup, "warm_up_api", lambda: None)
 
 
 @pytest.fixture(scope="session")
