@@ -127,6 +127,26 @@ def flow_runner(name: str, domain: str, config: object) -> Outcome:
     return load_checkpoint(result.federation_id)[1], result.per_site
 
 
+def engine_runner(name: str, domain: str, config: object) -> Outcome:
+    """Run through the engine alone: the driver, site agents in this process, an in-memory recorder."""
+    import logging
+    import tempfile
+
+    from site_helpers import engine_plan, in_process_channel
+
+    from domains import load_domain
+    from fedflow.federation import run_federation
+    from fedflow.federation.memory_recorder import MemoryRecorder
+
+    loaded = load_domain(domain)
+    with tempfile.TemporaryDirectory() as folder:
+        channel = in_process_channel(loaded, Path(folder))
+        plan = engine_plan(loaded, config, name)  # type: ignore[arg-type]
+        recorder = MemoryRecorder(checkpoints=False)
+        outcome = run_federation(plan, channel=channel, recorder=recorder, log=logging.getLogger("digests"))
+    return recorder.rounds[-1].state.weights, outcome.per_site
+
+
 def digests(runner: Runner, names: list[str] | None = None) -> dict[str, dict[str, str]]:
     """Each run's final-weights and final-metrics digests."""
     out = {}

@@ -139,3 +139,45 @@ def test_site_state_refuses_names_that_leave_its_folder(tmp_path: Path) -> None:
             save_site_state(tmp_path, federation_id, "site", 1, {"x": np.zeros(1)})
     save_site_state(tmp_path, "heart 2026 (DP ε = 1)", "site", 1, {"x": np.ones(1)})
     assert load_site_state(tmp_path, "heart 2026 (DP ε = 1)", "site", before_round=2) is not None
+
+
+def test_a_site_lost_before_a_resume_does_not_change_the_run_s_preprocessing(
+    tmp_path: Path, prefect_api: None, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site that fails validation on resume must not change the shared preprocessing: neither
+    the model's inputs (which would no longer fit) nor the run's logged preprocessor."""
+    import mlflow
+    import pandas as pd
+
+    from domains import load_domain
+    from fedflow.checkpoint import checkpoint_dir
+    from flows.coordinator import SiteSelection, federated_training
+
+    healthcare = load_domain("healthcare")
+    sites = ["cleveland", "hungary", "va_long_beach"]  # restecg is missing only at hungary
+    config = FederationConfig(rounds=1, seed=1, audit=False)
+    first = federated_training(
+        domain="healthcare", federation=config, sites=SiteSelection(names=sites), run_name="lost"
+    )
+    # As a coordinator killed after round 1 of 3 leaves it.
+    state = checkpoint_dir("lost") / "state.json"
+    saved = json.loads(state.read_text())
+    saved["config"]["rounds"] = 3
+    state.write_text(json.dumps(saved))
+
+    frame = pd.read_csv(healthcare.site_path("hungary"), dtype=str)
+    frame.loc[frame.index[:3], "age"] = "150"
+    frame.to_csv(tmp_path / "hungary.csv", index=False)
+    files = tmp_path / "sites.yaml"
+    files.write_text(json.dumps({"sites": {"hungary": str(tmp_path / "hungary.csv")}}))
+    resumed = federated_training(
+        domain="healthcare",
+        sites=SiteSelection(names=sites, files=str(files)),
+        run_name="lost",
+    )
+    assert resumed.rounds_completed == 3 and resumed.mlflow_run_id == first.mlflow_run_id
+    assert "hungary" in resumed.excluded_sites
+    logged = mlflow.artifacts.load_dict(f"runs:/{first.mlflow_run_id}/preprocessing/preprocessor.json")
+    checkpoint, _, _ = load_checkpoint("lost")
+    assert logged == checkpoint.preprocessor.model_dump()
+    assert "restecg__missing" in checkpoint.preprocessor.feature_names

@@ -185,7 +185,8 @@ def test_a_site_refuses_a_roster_it_did_not_share_under(healthcare, tmp_path) ->
     sites = ["cleveland", "hungary", "switzerland"]
     agents = {s: site_agent(healthcare, s, tmp_path / s) for s in sites}
     context = round_context("fed", 1)
-    roster = {s: agents[s].advertise(AdvertiseRequest(federation_id="fed", round=1)).public_keys for s in sites}
+    advertise = AdvertiseRequest(federation_id="fed", round=1)
+    roster = {s: agents[s].advertise(advertise).public_keys for s in sites}
     inbox: dict[str, dict[str, bytes]] = {s: {} for s in sites}
     share = ShareRequest(federation_id="fed", round=1, roster=roster, threshold=2, context=context)
     for sender in sites:
