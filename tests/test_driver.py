@@ -86,6 +86,7 @@ def test_a_resumed_run_keeps_the_preprocessing_it_agreed_on_when_a_site_is_lost(
         assert record.participants == ["cleveland", "va_long_beach"]
 
 
+@pytest.mark.slow  # a straight, a crashed and a resumed SCAFFOLD run on four hospitals (~10 s alone)
 def test_a_run_resumed_after_a_crash_ends_with_the_uninterrupted_model(
     healthcare: Domain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
