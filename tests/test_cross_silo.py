@@ -229,7 +229,8 @@ def test_prefect_yaml_deploys_every_deployment(prefect_server) -> None:  # type:
     found = {name: httpx.get(f"{api}/deployments/name/{name}", timeout=10) for name in expected}
     assert {name: r.status_code for name, r in found.items()} == dict.fromkeys(expected, 200)
     continual = found["federated-training/healthcare-continual"].json()
-    assert continual["parameters"]["start_from"] == "champion" and continual["parameters"]["rounds"] == 5
+    parameters = continual["parameters"]
+    assert parameters["start_from"] == "champion" and parameters["overrides"] == {"rounds": 5}
     assert continual["parameters"]["transport"]["mode"] == "cross-silo"
     assert continual["work_pool_name"] == "fedflow-coordinator"
     assert [s["schedule"]["cron"] for s in continual["schedules"]] == ["0 3 * * 1"]
@@ -245,13 +246,18 @@ def test_prefect_yaml_deploys_every_deployment(prefect_server) -> None:  # type:
 _LATE_SITE_CALL = """
 import flows
 from prefect import flow
+from fedflow.config import LocalTrainConfig
+from fedflow.messages import EvaluateRequest, SiteRows
+from fedflow.tabular import Preprocessor
 from flows.transport import SiteCallError, TransportConfig, remote_site_call
 
 @flow
 def call():
+    rows = SiteRows(holdout_fraction=0.25, seed=0, preprocessor=Preprocessor(numeric=[], categorical=[]))
+    request = EvaluateRequest(round=1, rows=rows, global_payload=b"", local=LocalTrainConfig())
+    transport = TransportConfig(mode="cross-silo", round_timeout_s=3, poll_interval_s=0.5)
     try:
-        remote_site_call.fn("evaluate", "healthcare", "hungary", b"{}", TransportConfig(
-            mode="cross-silo", round_timeout_s=3, poll_interval_s=0.5))
+        remote_site_call.fn("healthcare", "hungary", request, transport, "evaluate-hungary")
     except SiteCallError as error:
         print(error)
 
