@@ -11,9 +11,19 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedflow.capabilities import FLIPS_LABELS, Declaration
 from fedflow.params import NamedArrays
 
 AttackKind = Literal["gaussian", "sign_flip", "scaled", "label_flip", "dropout"]
+
+# What each kind does, for fedflow.compatibility (a task without labels cannot have them flipped).
+ATTACKS: dict[str, Declaration] = {
+    "gaussian": Declaration(),
+    "sign_flip": Declaration(),
+    "scaled": Declaration(),
+    "label_flip": Declaration(capabilities=frozenset({FLIPS_LABELS})),
+    "dropout": Declaration(),
+}
 
 
 class AttackConfig(BaseModel):

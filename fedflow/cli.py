@@ -263,7 +263,7 @@ def _run_federation(
 
     _start_orchestration(verbose)
     from flows.api_warmup import api_ready
-    from flows.coordinator import federated_training
+    from flows.coordinator import SiteSelection, federated_training
     from flows.progress import RoundEvent, subscribe
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -301,7 +301,8 @@ def _run_federation(
     unsubscribe = subscribe(on_round)
     try:
         with progress:
-            result = coordinator(domain=domain, federation=config, sites_file=sites_file, run_name=run_name)
+            sites = SiteSelection(files=sites_file)
+            result = coordinator(domain=domain, federation=config, sites=sites, run_name=run_name)
     except FedflowError as error:
         raise _fail(str(error)) from error
     finally:
@@ -628,9 +629,11 @@ def site_serve(
     loaded = load_domain(domain)
     if site not in loaded.spec.site_names:
         raise _fail(f"--site: {domain} has no site {site!r}; its sites are {loaded.spec.site_names}")
-    folder_of_texts = loaded.spec.task == "language" and data.is_dir()
-    if not data.is_file() and not folder_of_texts:
-        kind = "a file or a folder of .txt files" if loaded.spec.task == "language" else "a file"
+    from fedflow.tasks import get_task
+
+    reads_text_folders = get_task(loaded.spec.task).reads_text_folders
+    if not data.is_file() and not (reads_text_folders and data.is_dir()):
+        kind = "a file or a folder of .txt files" if reads_text_folders else "a file"
         raise _fail(f"--data: {data} is not {kind}")
     environment = {
         "FEDFLOW_SITE_NAME": site,

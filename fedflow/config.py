@@ -146,10 +146,6 @@ class SecureAggregationConfig(BaseModel):
     )
 
 
-# Strategies whose server step only post-processes the (noisy) mean of the clipped deltas.
-DP_COMPATIBLE_STRATEGIES = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad"}
-
-
 class FederationConfig(BaseModel):
     """Everything that decides what a federation run computes (logged as MLflow params)."""
 
@@ -205,72 +201,12 @@ class FederationConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _privacy_fits_strategy(self) -> "FederationConfig":
-        if self.privacy.mode != "off" and self.strategy.name not in DP_COMPATIBLE_STRATEGIES:
-            why = (
-                "its control variates would leave the sites without clipping or noise"
-                if self.strategy.name == "scaffold"
-                else "its rule looks at individual updates; noise calibrated for the mean does not bound it"
-            )
-            raise ValueError(
-                f"differential privacy cannot be combined with strategy {self.strategy.name!r}: {why}; "
-                f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
-            )
-        return self
+    def _parts_fit_together(self) -> "FederationConfig":
+        from fedflow.compatibility import compatibility_problems  # it reads the variants' declarations
 
-    @model_validator(mode="after")
-    def _dp_sgd_fits_strategy(self) -> "FederationConfig":
-        if self.local.dp_sgd is not None and self.strategy.name in ("scaffold", "fedprox"):
-            raise ValueError(
-                f"local.dp_sgd cannot be combined with strategy {self.strategy.name!r}: it changes the "
-                "gradients after DP-SGD has clipped and noised them, which voids the guarantee"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _dp_sgd_counts_epochs(self) -> "FederationConfig":
-        if self.local.dp_sgd is not None and self.local.max_steps is not None:
-            raise ValueError(
-                "local.dp_sgd samples rows by epoch (Poisson sampling for its accountant); "
-                "set local.epochs instead of local.max_steps"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _scaffold_needs_sgd(self) -> "FederationConfig":
-        if self.strategy.name == "scaffold" and self.local.optimizer != "sgd":
-            raise ValueError(
-                "strategy scaffold needs local.optimizer 'sgd': its control variates are built from "
-                "SGD's step size, which Adam does not have"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _secure_aggregation_fits(self) -> "FederationConfig":
-        if not self.secure_aggregation.enabled:
-            return self
-        if self.strategy.name not in DP_COMPATIBLE_STRATEGIES:
-            why = (
-                "its control variates are averaged separately from the weighted deltas"
-                if self.strategy.name == "scaffold"
-                else "a robust rule must see every site's update, and secure aggregation hides them "
-                "(only their sum is revealed)"
-            )
-            raise ValueError(
-                f"secure aggregation cannot be combined with strategy {self.strategy.name!r}: {why}; "
-                f"use one of {sorted(DP_COMPATIBLE_STRATEGIES)}"
-            )
-        if self.compression.codec != "none":
-            raise ValueError(
-                f"compression codec {self.compression.codec!r} cannot be combined with secure aggregation: "
-                "masks are added to dense fixed-point vectors, so a sparse or quantised payload would be "
-                "masked back to full size; use codec 'none'"
-            )
-        if self.checks.max_update_norm is not None:
-            raise ValueError(
-                "checks.max_update_norm cannot be enforced with secure aggregation: the coordinator never "
-                "sees an individual update; bound the updates at the sites with privacy.clip_norm instead"
-            )
+        problems = compatibility_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("audit_shadow_models")

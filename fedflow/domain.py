@@ -2,10 +2,9 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedflow.config import FederationConfig
-from fedflow.language.options import language_config_problems, language_options
 
 
 class NumericColumn(BaseModel):
@@ -119,7 +118,7 @@ class DomainSpec(BaseModel):
 
     name: str
     description: str = ""
-    task: Literal["binary", "multiclass", "regression", "language"] = "binary"
+    task: str = Field(default="binary", description="A task kind from `fedflow.tasks.TASKS`.")
     target: TargetSpec
     numeric: list[NumericColumn] = Field(default_factory=list)
     categorical: list[CategoricalColumn] = Field(default_factory=list)
@@ -135,8 +134,20 @@ class DomainSpec(BaseModel):
     text: TextSpec = Field(default_factory=TextSpec, description="Language tasks: checks on the texts.")
     federation: FederationConfig = Field(default_factory=FederationConfig)
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from fedflow.tasks import TASKS  # the task kinds import this module
+
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+        return task
+
     @model_validator(mode="after")
     def _consistent(self) -> "DomainSpec":
+        from fedflow.compatibility import compatibility_problems
+        from fedflow.tasks import get_task
+
         names = [c.name for c in self.numeric] + [c.name for c in self.categorical]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -145,23 +156,10 @@ class DomainSpec(BaseModel):
             raise ValueError(f"target column {self.target.column!r} is also declared as a feature")
         if bool(self.sites) == (self.partition is not None):
             raise ValueError("declare either `sites` (one file per site) or `partition`, not both or neither")
-        if self.task == "binary" and (self.target.positive_above is None) == (
-            self.target.positive_value is None
-        ):
-            raise ValueError("a binary target needs exactly one of positive_above or positive_value")
-        if self.task == "multiclass" and len(self.target.classes) < 2:
-            raise ValueError("a multiclass target needs at least two `classes`")
-        if self.task == "language":
-            if names:
-                raise ValueError(
-                    "a language domain trains on its text column (`target`) alone; declare no features"
-                )
-            if self.text.min_chars > self.text.max_chars:
-                raise ValueError("text.min_chars is larger than text.max_chars")
-            language_options(self.model)  # unknown or bad model options fail here, naming the key
-            problems = language_config_problems(self.federation)
-            if problems:
-                raise ValueError("; ".join(problems))
+        task = get_task(self.task)
+        problems = task.spec_problems(self) + compatibility_problems(self.federation, task)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

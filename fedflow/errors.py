@@ -1,5 +1,10 @@
 """Errors the engine raises; each says what was wrong, where, and what to do."""
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class FedflowError(Exception):
     """Base class of every error fedflow raises on purpose."""
@@ -19,3 +24,13 @@ class InsufficientSitesError(FedflowError):
 
 class DomainError(FedflowError):
     """A domain folder or its config.yaml is missing or invalid."""
+
+
+def validation_messages(error: "ValidationError", prefix: str = "") -> list[str]:
+    """One `key: message` line per problem pydantic found (`prefix` names the enclosing section)."""
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{key}: {message}" if key else message)
+    return lines

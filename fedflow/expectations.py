@@ -59,23 +59,11 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
                 {"column": categorical.name, "value_set": list(categorical.categories)},
             )
         )
+    from fedflow.tasks import get_task  # the task kinds build their checks from this module's types
+
     target = spec.target
     checks.append(Expectation("expect_column_values_to_not_be_null", {"column": target.column}))
-    if spec.task == "language":
-        checks += text_expectations(target.column, spec)
-    elif spec.task == "multiclass":
-        checks.append(
-            Expectation(
-                "expect_column_values_to_be_in_set", {"column": target.column, "value_set": target.classes}
-            )
-        )
-    elif spec.task == "regression" or target.positive_above is not None:
-        checks.append(
-            Expectation(
-                "expect_column_values_to_be_in_type_list",
-                {"column": target.column, "type_list": NUMERIC_DTYPES},
-            )
-        )
+    checks += get_task(spec.task).target_expectations(spec)
     if target.min is not None or target.max is not None:
         checks.append(
             Expectation(

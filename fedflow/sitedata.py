@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
 from fedflow.partition import dirichlet_partition, iid_partition, natural_partition
+from fedflow.tasks import get_task
 
 _SITE_LOG = logging.getLogger("fedflow.site")
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -22,7 +23,7 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
     Errors name the site and the file, and say what to check. Missing codes declared in the
     domain (e.g. cholesterol recorded as 0) are turned into real missing values here.
     """
-    if path.is_dir() and spec.task == "language":
+    if path.is_dir() and get_task(spec.task).reads_text_folders:
         return read_text_folder(path, spec, site=site)
     kind = _READERS.get(path.suffix.lower())
     if kind is None:

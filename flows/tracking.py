@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mlflow.types.schema import AnyType, ColSpec, DataType, ParamSchema, ParamSp
 
 from fedflow.errors import FedflowError
 from fedflow.tabular import Preprocessor, example_frame
+from fedflow.tasks import TABULAR, TEXT_GENERATION, get_task
 
 PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 PYFUNC_LANGUAGE_MODEL_CODE = Path(__file__).with_name("pyfunc_language_model.py")
@@ -76,17 +78,6 @@ def _requirements() -> list[str]:
 _REQUIREMENTS = _requirements()
 
 
-def _example_output(task: str, classes: list[str], rows: int) -> pd.DataFrame:
-    """The shape of what the registered model returns, for its signature."""
-    if task == "regression":
-        return pd.DataFrame({"prediction": [0.0] * rows})
-    if task == "multiclass":
-        frame = pd.DataFrame({f"probability_{c}": [1.0 / len(classes)] * rows for c in classes})
-        frame.insert(0, "prediction", [classes[0]] * rows)
-        return frame
-    return pd.DataFrame({"probability": [0.5] * rows, "prediction": [1] * rows})
-
-
 def _data_type(column: pd.Series) -> DataType:
     if pd.api.types.is_float_dtype(column):
         return DataType.double
@@ -107,6 +98,24 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     ]
     outputs: list[ColSpec | TensorSpec] = [ColSpec(_data_type(output[name]), name) for name in output.columns]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How a registered version is served: its pyfunc code, its input example and its signature."""
+
+    code: Path
+    example: Callable[[Preprocessor], pd.DataFrame]
+    signature: Callable[[pd.DataFrame, pd.DataFrame], ModelSignature]
+
+
+# One entry per `TaskKind.serving`.
+SERVING = {
+    TABULAR: Serving(PYFUNC_MODEL_CODE, example_frame, _signature),
+    TEXT_GENERATION: Serving(
+        PYFUNC_LANGUAGE_MODEL_CODE, lambda _: LANGUAGE_EXAMPLE, lambda _example, _output: LANGUAGE_SIGNATURE
+    ),
+}
 
 
 class FederationTracker:
@@ -203,11 +212,10 @@ class FederationTracker:
             "missing_codes": missing_codes,
             "feature_names": preprocessor.feature_names,
         }
-        language = task == "language"
-        example = LANGUAGE_EXAMPLE if language else example_frame(preprocessor)
-        output = (
-            pd.DataFrame({"generated": ["…"]}) if language else _example_output(task, classes, len(example))
-        )
+        kind = get_task(task)
+        serving = SERVING[kind.serving]
+        example = serving.example(preprocessor)
+        output = kind.example_output(classes, len(example))
         with tempfile.TemporaryDirectory() as folder:
             files = Path(folder)
             (files / "weights.safetensors").write_bytes(weights_payload)
@@ -217,7 +225,7 @@ class FederationTracker:
                 adapter.peft.save_pretrained(str(files / "adapter"))
             # No stderr redirection or warning filters here: this runs on the tracking thread and
             # both are process-wide (MLflow's input-example hints are filtered once, at import).
-            source = self._log_model(round_number, files, model_code, example, output, language=language)
+            source = self._log_model(round_number, files, model_code, example, output, serving=serving)
             tags = {
                 "run_id": self.run_id,
                 "round": str(round_number),
@@ -235,7 +243,7 @@ class FederationTracker:
         example: pd.DataFrame,
         output: pd.DataFrame,
         *,
-        language: bool = False,
+        serving: Serving,
     ) -> str:
         """Save the pyfunc model into the run's artifacts; return its `runs:/` source.
 
@@ -264,9 +272,9 @@ class FederationTracker:
                 artifacts["adapter"] = str(files / "adapter")
             mlflow.pyfunc.save_model(
                 path=local,
-                python_model=str(PYFUNC_LANGUAGE_MODEL_CODE if language else PYFUNC_MODEL_CODE),
+                python_model=str(serving.code),
                 artifacts=artifacts,
-                signature=LANGUAGE_SIGNATURE if language else _signature(example, output),
+                signature=serving.signature(example, output),
                 input_example=example,
                 # Declared rather than inferred: inference re-loads the model in a subprocess (~2 s).
                 pip_requirements=_REQUIREMENTS,

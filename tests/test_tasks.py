@@ -1,6 +1,7 @@
 """Task kinds on hand-computed values."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +84,153 @@ def test_output_frame_has_a_prediction_column(name: str) -> None:
     frame = task.output_frame(predictions, ["CH", "MM"])
     column = "perplexity" if name == "language" else "prediction"
     assert column in frame.columns and len(frame) == 2 and frame[column].notna().all()
+
+
+# One sound domain per task kind; a new kind adds its entry here and gets every contract test below.
+SOUND_TARGETS: dict[str, dict[str, object]] = {
+    "binary": {"column": "y", "positive_value": "bad"},
+    "multiclass": {"column": "y", "classes": ["CH", "MM", "XX"]},
+    "regression": {"column": "y"},
+    "language": {"column": "y"},
+}
+
+
+def _sound_spec(name: str) -> DomainSpec:
+    return DomainSpec.model_validate(
+        {"name": "t", "task": name, "target": SOUND_TARGETS[name], "sites": {"a": "a.csv"}}
+    )
+
+
+def test_every_registered_task_has_a_sound_spec_for_the_contract_tests() -> None:
+    assert sorted(SOUND_TARGETS) == sorted(TASKS)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_task_declares_what_it_owns(name: str) -> None:
+    from fedflow.capabilities import Refusal
+    from fedflow.tasks import TABULAR, TEXT_GENERATION
+
+    task = get_task(name)
+    assert task.name == name
+    assert task.higher_is_better <= set(task.metric_names)
+    assert task.default_champion_metric in task.metric_names
+    assert task.serving in (TABULAR, TEXT_GENERATION)
+    assert isinstance(task.reads_text_folders, bool)
+    assert isinstance(task.capabilities, frozenset)
+    assert all(isinstance(refusal, Refusal) and refusal.reason for refusal in task.refuses)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_a_sound_spec_has_no_problems_and_its_target_checks_name_the_target(name: str) -> None:
+    task, spec = get_task(name), _sound_spec(name)
+    assert task.spec_problems(spec) == []
+    assert all(check.column == "y" for check in task.target_expectations(spec))
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_class_names_are_the_label_order(name: str) -> None:
+    task, spec = get_task(name), _sound_spec(name)
+    names = task.class_names(spec)
+    assert bool(names) == task.has_classes
+    if task.has_classes:
+        frame = pd.DataFrame({"y": ["bad", "good"] if name == "binary" else ["XX", "CH"]})
+        labels = task.labels(frame, spec).astype(int)
+        assert [names[i] for i in labels] == (["positive", "negative"] if name == "binary" else ["XX", "CH"])
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_example_output_is_shaped_like_what_the_model_returns(name: str) -> None:
+    from fedflow.tasks import TABULAR
+
+    task, spec = get_task(name), _sound_spec(name)
+    classes = list(spec.target.classes)
+    example = task.example_output(classes, 3)
+    assert len(example) == 3
+    if task.serving == TABULAR:  # the served model returns `output_frame` of its predictions
+        rng = np.random.default_rng(0)
+        predictions = rng.random((3, len(classes))) if classes else rng.random(3)
+        real = task.output_frame(predictions, classes)
+        assert list(example.columns) == list(real.columns)
+        assert list(example.dtypes) == list(real.dtypes)
+    else:
+        assert list(example.columns) == ["generated"]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_only_a_kind_with_a_frozen_base_reads_text_folders_and_serves_generation(name: str) -> None:
+    from fedflow.capabilities import FROZEN_BASE_MODEL
+    from fedflow.tasks import TEXT_GENERATION
+
+    task = get_task(name)
+    frozen = FROZEN_BASE_MODEL in task.capabilities
+    assert (task.serving == TEXT_GENERATION) == frozen
+    if not frozen:
+        assert task.frozen_base(_sound_spec(name)) is None
+
+
+def test_examples_by_hand() -> None:
+    binary = get_task("binary").example_output([], 2)
+    assert binary.to_dict("list") == {"probability": [0.5, 0.5], "prediction": [1, 1]}
+    multiclass = get_task("multiclass").example_output(["CH", "MM"], 1)
+    assert multiclass.to_dict("list") == {
+        "prediction": ["CH"],
+        "probability_CH": [0.5],
+        "probability_MM": [0.5],
+    }
+    assert get_task("regression").example_output([], 1).to_dict("list") == {"prediction": [0.0]}
+    assert get_task("language").example_output([], 1).to_dict("list") == {"generated": ["…"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "problem"),
+    [
+        ("binary", {"target": {"column": "y"}}, "exactly one of positive_above or positive_value"),
+        ("binary", {"target": {"column": "y", "positive_value": "a", "positive_above": 1}}, "exactly one"),
+        ("multiclass", {"target": {"column": "y", "classes": ["a"]}}, "at least two `classes`"),
+        ("language", {"numeric": [{"name": "age"}]}, "declare no features"),
+        ("language", {"text": {"min_chars": 9, "max_chars": 3}}, "min_chars is larger"),
+        ("language", {"model": {"lora_rank": 4}}, "model.lora_rank: Extra inputs are not permitted"),
+    ],
+)
+def test_a_domain_is_refused_with_its_task_kinds_problem(
+    name: str, change: dict[str, object], problem: str
+) -> None:
+    from pydantic import ValidationError
+
+    data = {"name": "t", "task": name, "target": SOUND_TARGETS[name], "sites": {"a": "a.csv"}, **change}
+    with pytest.raises(ValidationError, match=problem):
+        DomainSpec.model_validate(data)
+
+
+def test_an_unknown_task_lists_the_registered_ones() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown task 'survival'; choose one of"):
+        DomainSpec.model_validate(
+            {"name": "t", "task": "survival", "target": {"column": "y"}, "sites": {"a": "a"}}
+        )
+
+
+def test_higher_is_better_is_every_kinds_and_unchanged() -> None:
+    from fedflow.tasks import HIGHER_IS_BETTER
+
+    assert {"accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "macro_f1", "r2"} == HIGHER_IS_BETTER
+    assert frozenset().union(*(task.higher_is_better for task in TASKS.values())) == HIGHER_IS_BETTER
+
+
+def test_the_language_kind_locates_its_frozen_base_by_the_weights_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    spec = DomainSpec.model_validate(
+        {
+            "name": "t",
+            "task": "language",
+            "target": {"column": "y"},
+            "sites": {"a": "a.csv"},
+            "model": {"path": str(tmp_path)},
+        }
+    )
+    frozen = get_task("language").frozen_base(spec)
+    assert frozen is not None and frozen.location.folder == tmp_path.resolve()
+    assert frozen.sha256 == hashlib.sha256(b"weights").hexdigest()

@@ -5,6 +5,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fedflow.capabilities import Refusal
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays
 
@@ -14,6 +15,9 @@ class Codec(Protocol):
     """Compresses a delta into named wire arrays (sent as safetensors) and restores it."""
 
     name: str
+    # DENSE_UPDATES when every value travels at full precision (what secure aggregation's masks need).
+    capabilities: frozenset[str]
+    refuses: tuple[Refusal, ...]
 
     def compress(
         self, delta: Mapping[str, np.ndarray], *, residual: Mapping[str, np.ndarray], seed: int

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fedflow.capabilities import Refusal
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays
 
@@ -12,6 +13,8 @@ class HalfPrecision:
     """fp16 on the wire, the model's dtype after decompression."""
 
     name = "fp16"
+    capabilities: frozenset[str] = frozenset()  # not dense: 16-bit values travel
+    refuses: tuple[Refusal, ...] = ()
 
     def compress(
         self, delta: Mapping[str, np.ndarray], *, residual: Mapping[str, np.ndarray], seed: int

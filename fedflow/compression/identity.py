@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fedflow.capabilities import DENSE_UPDATES, Refusal
 from fedflow.params import NamedArrays, check_compatible
 
 
@@ -11,6 +12,8 @@ class Identity:
     """The default codec."""
 
     name = "none"
+    capabilities = frozenset({DENSE_UPDATES})
+    refuses: tuple[Refusal, ...] = ()
 
     def compress(
         self, delta: Mapping[str, np.ndarray], *, residual: Mapping[str, np.ndarray], seed: int

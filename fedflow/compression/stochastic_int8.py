@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fedflow.capabilities import Refusal
 from fedflow.compression.base import expect_wire
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, unflatten
@@ -20,6 +21,8 @@ class StochasticInt8:
     """int8 values and one float32 scale per tensor (tensors in name order)."""
 
     name = "int8"
+    capabilities: frozenset[str] = frozenset()  # not dense: 8-bit values travel
+    refuses: tuple[Refusal, ...] = ()
 
     def compress(
         self, delta: Mapping[str, np.ndarray], *, residual: Mapping[str, np.ndarray], seed: int

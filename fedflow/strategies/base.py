@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from fedflow.capabilities import Refusal
 from fedflow.params import NamedArrays
 from fedflow.update import DecodedUpdate
 
@@ -107,6 +108,8 @@ class PlainServer:
 
     averaging = True
     site_extras: tuple[str, ...] = ()
+    capabilities: frozenset[str] = frozenset()
+    refuses: tuple[Refusal, ...] = ()
 
     def client_hook(self) -> ClientHook:
         """Plain local training."""
@@ -136,6 +139,11 @@ class Strategy(Protocol):
     averaging: bool
     # Names of the extra tensor sets a site sends with its delta (each shaped like the weights).
     site_extras: tuple[str, ...]
+    # What it provides and cannot follow (fedflow.capabilities). Sending site extras and changing
+    # gradients are not declared here: fedflow.compatibility reads them from `site_extras` and
+    # `client_hook().changes_gradients`, their one source of truth.
+    capabilities: frozenset[str]
+    refuses: tuple[Refusal, ...]
 
     def setup(self, global_weights: Mapping[str, np.ndarray], *, num_sites: int) -> None:
         """Prepare server state for this model and number of eligible sites (before round 1)."""

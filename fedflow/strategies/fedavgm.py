@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedflow.aggregate import mean_delta
+from fedflow.capabilities import Refusal
 from fedflow.params import NamedArrays
 from fedflow.strategies.base import ClientHook, NoClientHook, check_weighting
 from fedflow.update import DecodedUpdate
@@ -20,6 +21,8 @@ class FedAvgM:
     name = "fedavgm"
     averaging = True  # from a zero buffer, the first step is exactly the mean delta
     site_extras: tuple[str, ...] = ()
+    capabilities: frozenset[str] = frozenset()
+    refuses: tuple[Refusal, ...] = ()
 
     def __init__(self, *, server_lr: float = 1.0, momentum: float = 0.9, weighting: str = "examples") -> None:
         self.server_lr = server_lr

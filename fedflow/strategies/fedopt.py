@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedflow.aggregate import mean_delta
+from fedflow.capabilities import Refusal
 from fedflow.params import NamedArrays
 from fedflow.strategies.base import ClientHook, NoClientHook, check_weighting
 from fedflow.update import DecodedUpdate
@@ -36,6 +37,8 @@ class FedOpt:
 
     averaging = False
     site_extras: tuple[str, ...] = ()
+    capabilities: frozenset[str] = frozenset()
+    refuses: tuple[Refusal, ...] = ()
 
     def __init__(
         self,

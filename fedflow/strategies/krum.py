@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedflow.aggregate import krum_scores, weighted_mean
+from fedflow.capabilities import READS_INDIVIDUAL_UPDATES
 from fedflow.params import NamedArrays, add
 from fedflow.strategies.base import PlainServer
 from fedflow.update import DecodedUpdate
@@ -18,6 +19,8 @@ from fedflow.update import DecodedUpdate
 
 class MultiKrum(PlainServer):
     """Average of the `keep` deltas with the best Krum scores (`keep` = 1 is Krum)."""
+
+    capabilities = frozenset({READS_INDIVIDUAL_UPDATES})
 
     def __init__(self, *, byzantine: int = 1, keep: int = 0) -> None:
         if byzantine < 0 or keep < 0:

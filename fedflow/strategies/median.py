@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedflow.aggregate import coordinate_median
+from fedflow.capabilities import READS_INDIVIDUAL_UPDATES
 from fedflow.params import NamedArrays, add
 from fedflow.strategies.base import PlainServer
 from fedflow.update import DecodedUpdate
@@ -20,6 +21,7 @@ class FedMedian(PlainServer):
     """Element-wise median of the deltas."""
 
     name = "fedmedian"
+    capabilities = frozenset({READS_INDIVIDUAL_UPDATES})
 
     def aggregate(
         self, round_number: int, global_weights: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate]

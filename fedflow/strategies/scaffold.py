@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fedflow.aggregate import mean_delta, mean_extra
+from fedflow.capabilities import ADAPTIVE_STEPS, Refusal
 from fedflow.params import NamedArrays
 from fedflow.strategies.base import (
     EXTRA_SEPARATOR,
@@ -111,6 +112,12 @@ class Scaffold:
     name = "scaffold"
     averaging = True  # with server_lr 1 and zero controls, identical deltas move x by that delta
     site_extras: tuple[str, ...] = (CONTROL_DELTA,)
+    capabilities: frozenset[str] = frozenset()
+    refuses: tuple[Refusal, ...] = (
+        Refusal(
+            ADAPTIVE_STEPS, "its control variates are built from SGD's step size, which Adam does not have"
+        ),
+    )
 
     def __init__(self, *, server_lr: float = 1.0, weighting: str = "uniform") -> None:
         self.server_lr = server_lr

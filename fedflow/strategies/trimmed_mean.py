@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedflow.aggregate import trimmed_mean
+from fedflow.capabilities import READS_INDIVIDUAL_UPDATES
 from fedflow.params import NamedArrays, add
 from fedflow.strategies.base import PlainServer
 from fedflow.update import DecodedUpdate
@@ -19,6 +20,7 @@ class FedTrimmedMean(PlainServer):
     """Element-wise trimmed mean of the deltas."""
 
     name = "fedtrimmedmean"
+    capabilities = frozenset({READS_INDIVIDUAL_UPDATES})
 
     def __init__(self, *, trim: float = 0.2) -> None:
         if not 0 <= trim < 0.5:

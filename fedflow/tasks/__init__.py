@@ -1,6 +1,6 @@
 """Registry of task kinds, looked up by the `task` a domain declares in its config.yaml."""
 
-from fedflow.tasks.base import TaskKind
+from fedflow.tasks.base import TABULAR, TEXT_GENERATION, FrozenBase, TaskKind
 from fedflow.tasks.binary import BinaryTask
 from fedflow.tasks.language import LanguageTask
 from fedflow.tasks.multiclass import MulticlassTask
@@ -10,8 +10,13 @@ TASKS: dict[str, TaskKind] = {
     task.name: task for task in (BinaryTask(), MulticlassTask(), RegressionTask(), LanguageTask())
 }
 
-# Metrics where larger is better; every other metric (loss, rmse, mae) is minimised.
-HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "macro_f1", "r2"}
+
+def higher_is_better_metrics() -> frozenset[str]:
+    """Metrics where larger is better in any task kind; every other metric (loss, rmse, …) is minimised."""
+    return frozenset().union(*(task.higher_is_better for task in TASKS.values()))
+
+
+HIGHER_IS_BETTER = higher_is_better_metrics()
 
 
 def get_task(name: str) -> TaskKind:
@@ -21,4 +26,13 @@ def get_task(name: str) -> TaskKind:
     return TASKS[name]
 
 
-__all__ = ["HIGHER_IS_BETTER", "TASKS", "TaskKind", "get_task"]
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "TABULAR",
+    "TASKS",
+    "TEXT_GENERATION",
+    "FrozenBase",
+    "TaskKind",
+    "get_task",
+    "higher_is_better_metrics",
+]

@@ -1,23 +1,78 @@
-"""The TaskKind protocol: what changes between binary, multiclass and regression tasks."""
+"""The TaskKind protocol: what changes between binary, multiclass, regression and language tasks.
 
+A task kind owns everything that depends on it: inputs, labels, loss, metrics, the checks on its
+target column, what its registered model returns and how it is served, and what it cannot be
+combined with. A new kind is its own file and one line in the registry (`fedflow/tasks/__init__.py`).
+"""
+
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
+from fedflow.capabilities import Refusal
 from fedflow.domain import DomainSpec
+from fedflow.expectations import Expectation
+from fedflow.language.base_model import BaseModelLocation, base_model_identity, exchanged_share
 from fedflow.tabular import Preprocessor
+
+# How a registered model is served (flows/tracking.py maps each to its pyfunc code and signature).
+TABULAR = "tabular"  # raw site columns in, the task's prediction columns out
+TEXT_GENERATION = "text-generation"  # prompts in, generated continuations out
+
+
+@dataclass(frozen=True)
+class FrozenBase:
+    """A pretrained model every party holds and nobody trains: only adapters on top of it travel."""
+
+    sha256: str  # of its weights file ("" when it has none): every party must hold the same
+    location: BaseModelLocation
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Its name, architecture, weights file, SHA-256 and size, for the registry (loads it once)."""
+        return dict(base_model_identity(self.location))
+
+    def exchanged_share(self, adapter_parameters: int) -> float:
+        """Share of the fine-tuned model's parameters that travel: adapters / (base + adapters)."""
+        return exchanged_share(self.location, adapter_parameters)
 
 
 class TaskKind(Protocol):
-    """Inputs, labels, loss, predictions and metrics of one kind of task."""
+    """Inputs, labels, loss, predictions, metrics and outputs of one kind of task."""
 
     name: str
     metric_names: tuple[str, ...]
     default_champion_metric: str
+    higher_is_better: frozenset[str]  # its metrics where larger is better; the others are minimised
     has_classes: bool  # labels are class indices: class counts, stratified splits, class weights
     predict_batch_size: int  # rows per forward pass when predicting
+    reads_text_folders: bool  # a folder of UTF-8 .txt files can be a site's data (one row per file)
+    serving: str  # how its registered model is served: TABULAR or TEXT_GENERATION
+    capabilities: frozenset[str]  # see fedflow.capabilities
+    refuses: tuple[Refusal, ...]  # what it cannot be combined with, and why
+
+    def spec_problems(self, spec: DomainSpec) -> list[str]:
+        """What a domain of this kind declares wrongly (target rule, classes, columns, model options)."""
+        ...
+
+    def target_expectations(self, spec: DomainSpec) -> list[Expectation]:
+        """The checks on the target column that depend on the task (beyond not-null and its range)."""
+        ...
+
+    def class_names(self, spec: DomainSpec) -> list[str]:
+        """Names of the label classes, in label order (empty when labels are not classes)."""
+        ...
+
+    def example_output(self, classes: list[str], rows: int) -> pd.DataFrame:
+        """What the registered model returns for `rows` rows, for its signature (`classes`: the target's)."""
+        ...
+
+    def frozen_base(self, spec: DomainSpec) -> FrozenBase | None:
+        """The base model every party must hold unchanged (None: the whole model is trained and sent)."""
+        ...
 
     def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
         """The model's input array for the rows of `frame` (at the site)."""
@@ -66,6 +121,14 @@ class TabularRows:
     """What every tabular task shares: federated preprocessing in, float32 tensors, plain means."""
 
     predict_batch_size: int = 65536
+    reads_text_folders: bool = False
+    serving: str = TABULAR
+    capabilities: frozenset[str] = frozenset()
+    refuses: tuple[Refusal, ...] = ()
+
+    def frozen_base(self, spec: DomainSpec) -> FrozenBase | None:
+        """None: the whole model is trained and sent."""
+        return None
 
     def features(self, frame: pd.DataFrame, spec: DomainSpec, preprocessor: Preprocessor) -> np.ndarray:
         """Federated preprocessing of the rows."""

@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from fedflow.domain import DomainSpec
+from fedflow.expectations import NUMERIC_DTYPES, Expectation
 from fedflow.tasks.base import TabularRows
 
 
@@ -17,7 +18,33 @@ class BinaryTask(TabularRows):
     name: str = "binary"
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "roc_auc", "pr_auc")
     default_champion_metric: str = "roc_auc"
+    higher_is_better: frozenset[str] = frozenset({"accuracy", "balanced_accuracy", "roc_auc", "pr_auc"})
     has_classes: bool = True
+
+    def spec_problems(self, spec: DomainSpec) -> list[str]:
+        """The target needs exactly one rule that makes a row positive."""
+        if (spec.target.positive_above is None) == (spec.target.positive_value is None):
+            return ["a binary target needs exactly one of positive_above or positive_value"]
+        return []
+
+    def target_expectations(self, spec: DomainSpec) -> list[Expectation]:
+        """A numeric target when its rule is a threshold (`positive_above`)."""
+        if spec.target.positive_above is None:
+            return []
+        return [
+            Expectation(
+                "expect_column_values_to_be_in_type_list",
+                {"column": spec.target.column, "type_list": NUMERIC_DTYPES},
+            )
+        ]
+
+    def class_names(self, spec: DomainSpec) -> list[str]:
+        """Label 0 and label 1."""
+        return ["negative", "positive"]
+
+    def example_output(self, classes: list[str], rows: int) -> pd.DataFrame:
+        """Probability 0.5 and prediction 1 for every row."""
+        return self.output_frame(np.full(rows, 0.5), classes)
 
     def output_dim(self, spec: DomainSpec) -> int:
         """A single logit."""

@@ -10,13 +10,18 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
+from fedflow.capabilities import EXAMPLE_LEVEL_DP, FLIPS_LABELS, FROZEN_BASE_MODEL, SENDS_SITE_EXTRAS, Refusal
 from fedflow.domain import DomainSpec
-from fedflow.language.base_model import load_tokenizer, locate_base_model
+from fedflow.errors import validation_messages
+from fedflow.expectations import Expectation, text_expectations
+from fedflow.language.base_model import load_tokenizer, locate_base_model, weights_digest
 from fedflow.language.lora_model import PAD
 from fedflow.language.options import language_options
 from fedflow.language.tokens import tokenise
 from fedflow.tabular import Preprocessor
+from fedflow.tasks.base import TEXT_GENERATION, FrozenBase
 
 
 def _mask(labels: np.ndarray) -> np.ndarray:
@@ -29,8 +34,53 @@ class LanguageTask:
     name: str = "language"
     metric_names: tuple[str, ...] = ("loss", "perplexity")
     default_champion_metric: str = "perplexity"
+    higher_is_better: frozenset[str] = frozenset()
     has_classes: bool = False
     predict_batch_size: int = 8  # logits of a batch are (rows, length, vocabulary): keep them small
+    reads_text_folders: bool = True  # e.g. a hospital's folder of clinical notes, one per file
+    serving: str = TEXT_GENERATION
+    capabilities: frozenset[str] = frozenset({FROZEN_BASE_MODEL})
+    refuses: tuple[Refusal, ...] = (
+        Refusal(
+            EXAMPLE_LEVEL_DP,
+            "Opacus does not support a frozen base model with adapters here; use privacy.mode central "
+            "or distributed (DP-FedAvg clips and noises the adapter updates)",
+        ),
+        Refusal(FLIPS_LABELS, "a language model's text has no labels to flip"),
+        Refusal(SENDS_SITE_EXTRAS, "control variates are not supported for adapters on a frozen base model"),
+    )
+
+    def spec_problems(self, spec: DomainSpec) -> list[str]:
+        """The text column alone, sensible text bounds, and `model` options that parse."""
+        problems = []
+        if spec.feature_columns:
+            problems.append(
+                "a language domain trains on its text column (`target`) alone; declare no features"
+            )
+        if spec.text.min_chars > spec.text.max_chars:
+            problems.append("text.min_chars is larger than text.max_chars")
+        try:
+            language_options(spec.model)
+        except ValidationError as error:
+            problems += validation_messages(error, prefix="model")
+        return problems
+
+    def target_expectations(self, spec: DomainSpec) -> list[Expectation]:
+        """Texts of bounded length, decoded cleanly, and (by default) free of obvious PII."""
+        return text_expectations(spec.target.column, spec)
+
+    def class_names(self, spec: DomainSpec) -> list[str]:
+        """No classes: the label is the text itself."""
+        return []
+
+    def example_output(self, classes: list[str], rows: int) -> pd.DataFrame:
+        """A generated continuation (the registered model generates text, one prompt per row)."""
+        return pd.DataFrame({"generated": ["…"] * rows})
+
+    def frozen_base(self, spec: DomainSpec) -> FrozenBase:
+        """The base model of the domain's `model` options, as located on this machine."""
+        location = locate_base_model(language_options(spec.model))
+        return FrozenBase(sha256=weights_digest(location), location=location)
 
     def output_dim(self, spec: DomainSpec) -> int:
         """Not used: the vocabulary is the base model's."""

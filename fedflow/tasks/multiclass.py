@@ -6,6 +6,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fedflow.domain import DomainSpec
+from fedflow.expectations import Expectation
 from fedflow.tasks.base import TabularRows
 
 
@@ -15,7 +16,31 @@ class MulticlassTask(TabularRows):
     name: str = "multiclass"
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "macro_f1")
     default_champion_metric: str = "balanced_accuracy"
+    higher_is_better: frozenset[str] = frozenset({"accuracy", "balanced_accuracy", "macro_f1"})
     has_classes: bool = True
+
+    def spec_problems(self, spec: DomainSpec) -> list[str]:
+        """At least two declared classes."""
+        if len(spec.target.classes) < 2:
+            return ["a multiclass target needs at least two `classes`"]
+        return []
+
+    def target_expectations(self, spec: DomainSpec) -> list[Expectation]:
+        """Every target value is one of the declared classes."""
+        target = spec.target
+        return [
+            Expectation(
+                "expect_column_values_to_be_in_set", {"column": target.column, "value_set": target.classes}
+            )
+        ]
+
+    def class_names(self, spec: DomainSpec) -> list[str]:
+        """The declared classes, in order."""
+        return list(spec.target.classes)
+
+    def example_output(self, classes: list[str], rows: int) -> pd.DataFrame:
+        """Equal probabilities; the first class predicted."""
+        return self.output_frame(np.full((rows, len(classes)), 1.0 / len(classes)), classes)
 
     def output_dim(self, spec: DomainSpec) -> int:
         """One logit per declared class."""

@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 
 from fedflow.domain import DomainSpec
+from fedflow.expectations import NUMERIC_DTYPES, Expectation
 from fedflow.tasks.base import TabularRows
 
 
@@ -14,7 +15,29 @@ class RegressionTask(TabularRows):
     name: str = "regression"
     metric_names: tuple[str, ...] = ("loss", "rmse", "mae", "r2")
     default_champion_metric: str = "rmse"
+    higher_is_better: frozenset[str] = frozenset({"r2"})
     has_classes: bool = False
+
+    def spec_problems(self, spec: DomainSpec) -> list[str]:
+        """Nothing beyond what every domain declares."""
+        return []
+
+    def target_expectations(self, spec: DomainSpec) -> list[Expectation]:
+        """A numeric target."""
+        return [
+            Expectation(
+                "expect_column_values_to_be_in_type_list",
+                {"column": spec.target.column, "type_list": NUMERIC_DTYPES},
+            )
+        ]
+
+    def class_names(self, spec: DomainSpec) -> list[str]:
+        """No classes: the label is a value."""
+        return []
+
+    def example_output(self, classes: list[str], rows: int) -> pd.DataFrame:
+        """Prediction 0.0 for every row."""
+        return self.output_frame(np.zeros(rows), classes)
 
     def output_dim(self, spec: DomainSpec) -> int:
         """A single value."""
