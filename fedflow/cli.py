@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedflow.config import FederationConfig
 
 if TYPE_CHECKING:
+    from fedflow.domain import DomainSpec
     from flows.task_runners import TaskRunnerConfig
 
 app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
@@ -52,31 +54,8 @@ def _start_orchestration(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
-
-
-def _parse_options(
-    pairs: list[str] | None, flag: str = "--strategy-option"
-) -> dict[str, float | int | str | bool]:
-    """`mu=0.1` style options: numbers and true/false parsed, the rest kept as text."""
-    options: dict[str, float | int | str | bool] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise _fail(f"{flag} expects KEY=VALUE, got {pair!r}")
-        value: float | int | str | bool = text
-        if text.lower() in ("true", "false"):
-            value = text.lower() == "true"
-        else:
-            for kind in (int, float):
-                try:
-                    value = kind(text)
-                    break
-                except ValueError:
-                    continue
-        options[key.strip()] = value
-    return options
 
 
 def _fmt(value: float) -> str:
@@ -85,6 +64,7 @@ def _fmt(value: float) -> str:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     domain: Annotated[str, typer.Argument(help="Domain template, e.g. healthcare (see `fedflow domains`).")],
     rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
     strategy: Annotated[
@@ -126,7 +106,10 @@ def run(
     dp_sgd_noise: Annotated[
         float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
     ] = None,
-    dp_sgd_clip: Annotated[float, typer.Option(help="DP-SGD: per-example gradient norm bound.")] = 1.0,
+    dp_sgd_clip: Annotated[
+        float | None,
+        typer.Option(help="DP-SGD: per-example gradient norm bound (default 1.0; turns DP-SGD on)."),
+    ] = None,
     codec: Annotated[str | None, typer.Option(help="Uplink compression: none, fp16, int8 or topk.")] = None,
     codec_option: Annotated[
         list[str] | None,
@@ -159,6 +142,15 @@ def run(
     dask_workers: Annotated[
         int | None, typer.Option(help="Dask: worker processes of the local cluster (default: cores).")
     ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Any config key SECTION.KEY=VALUE (repeatable), e.g. -c local.epochs=2 -c "
+            "strategy.options.mu=0.1; VALUE is read as YAML: 3, 0.1, true, null, 'text', [a, b].",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
@@ -182,51 +174,7 @@ def run(
                 f"--sites: {sites} names sites {unknown} that {domain} does not have: "
                 f"{loaded.spec.site_names}"
             )
-    defaults = loaded.spec.federation.model_dump()
-    top = {
-        "rounds": rounds,
-        "seed": seed,
-        "sites_fraction": sites_fraction,
-        "min_sites": min_sites,
-        "min_sites_per_round": min_sites_per_round,
-        "personalization_steps": personalization_steps,
-        "audit": audit,
-        "audit_shadow_models": audit_shadows,
-    }
-    local = {
-        "epochs": local_epochs,
-        "max_steps": local_steps,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": optimizer,
-    }
-    defaults.update({k: v for k, v in top.items() if v is not None})
-    defaults["local"].update({k: v for k, v in local.items() if v is not None})
-    if dp_sgd_noise is not None:
-        defaults["local"]["dp_sgd"] = {"noise_multiplier": dp_sgd_noise, "max_grad_norm": dp_sgd_clip}
-    privacy = {
-        "mode": dp,
-        "clip_norm": clip_norm,
-        "noise_multiplier": noise_multiplier,
-        "target_epsilon": target_epsilon,
-    }
-    defaults["privacy"].update({k: v for k, v in privacy.items() if v is not None})
-    if codec is not None:
-        defaults["compression"] = {"codec": codec, "options": _parse_options(codec_option, "--codec-option")}
-    elif codec_option:
-        defaults["compression"]["options"].update(_parse_options(codec_option, "--codec-option"))
-    secure = {"enabled": secure_aggregation, "max_dropouts": max_dropouts}
-    defaults["secure_aggregation"].update({k: v for k, v in secure.items() if v is not None})
-    if strategy is not None:
-        defaults["strategy"] = {"name": strategy, "options": _parse_options(strategy_option)}
-    elif strategy_option:
-        defaults["strategy"]["options"].update(_parse_options(strategy_option))
-    if min_sites is not None and min_sites_per_round is None:
-        defaults["min_sites_per_round"] = max(defaults["min_sites_per_round"], min_sites)
-    try:
-        config = FederationConfig.model_validate(defaults)
-    except ValidationError as error:
-        raise _fail(f"invalid options:\n{error}") from error
+    federation = run_config(loaded.spec, ctx.params)
     if task_runner != "dask" and (dask_address or dask_workers):
         raise _fail("--dask-address and --dask-workers need --task-runner dask")
     from flows.task_runners import TaskRunnerConfig
@@ -236,16 +184,33 @@ def run(
             {"kind": task_runner, "address": dask_address, "workers": dask_workers}
         )
     except ValidationError as error:
-        raise _fail(f"--task-runner/--dask-*: {error}") from error
+        from fedflow.errors import validation_messages
+
+        raise _fail(f"--task-runner/--dask-*: {'; '.join(validation_messages(error))}") from error
 
     _run_federation(
         domain,
-        config,
+        federation,
         sites_file=str(sites.resolve()) if sites else None,
         run_name=run_name,
         verbose=verbose,
         runner=runner,
     )
+
+
+def run_config(spec: "DomainSpec", params: dict[str, Any]) -> FederationConfig:
+    """The domain's federation config with `fedflow run`'s flags and `-c` overrides applied.
+
+    `params` are the command's parameters by name; every rule lives in the config, not here.
+    """
+    from fedflow.cli_overrides import run_overrides
+    from fedflow.errors import ConfigError
+    from fedflow.tasks import get_task
+
+    try:
+        return spec.federation.with_overrides(run_overrides(params), task=get_task(spec.task))
+    except ConfigError as error:
+        raise _fail(f"invalid options: {error}") from error
 
 
 def _run_federation(

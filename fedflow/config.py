@@ -1,10 +1,16 @@
 """Typed configuration of a federation, parsed once at the edge (CLI, flow parameters)."""
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedflow.attacks import AttackConfig
+from fedflow.dotted_keys import check_key, set_key
+from fedflow.errors import ConfigError, validation_messages
+
+if TYPE_CHECKING:
+    from fedflow.tasks import TaskKind
 
 
 class DPSGDConfig(BaseModel):
@@ -146,6 +152,17 @@ class SecureAggregationConfig(BaseModel):
     )
 
 
+def round_minimum(min_sites_per_round: int, min_sites: Any) -> int:
+    """The round minimum raised to `min_sites` (when that is a whole number: else validation says so)."""
+    if isinstance(min_sites, int) and not isinstance(min_sites, bool):
+        return max(min_sites_per_round, min_sites)
+    return min_sites_per_round
+
+
+# Sections whose options belong to the variant they name: a new variant starts from its own defaults.
+VARIANT_SECTIONS = {"strategy": "name", "compression": "codec"}
+
+
 class FederationConfig(BaseModel):
     """Everything that decides what a federation run computes (logged as MLflow params)."""
 
@@ -200,6 +217,15 @@ class FederationConfig(BaseModel):
         "and reports `personalised/...` metrics on its hold-out.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _round_minimum_follows_min_sites(cls, data: Any) -> Any:
+        # A deployment that raises min_sites alone means "at least that many per round" too.
+        if isinstance(data, Mapping) and "min_sites" in data and "min_sites_per_round" not in data:
+            default = cls.model_fields["min_sites_per_round"].default
+            return {**data, "min_sites_per_round": round_minimum(default, data["min_sites"])}
+        return data
+
     @model_validator(mode="after")
     def _parts_fit_together(self) -> "FederationConfig":
         from fedflow.compatibility import compatibility_problems  # it reads the variants' declarations
@@ -224,6 +250,37 @@ class FederationConfig(BaseModel):
                 f"({self.min_sites}): every round would stop the run; raise min_sites_per_round"
             )
         return self
+
+    def with_overrides(
+        self, overrides: Mapping[str, Any], *, task: "TaskKind | None" = None
+    ) -> "FederationConfig":
+        """This config with dotted `section.key` values replaced, validated as a whole (ConfigError).
+
+        Changing `strategy.name` or `compression.codec` drops the old variant's options (options
+        given with it are kept); raising `min_sites` raises `min_sites_per_round` unless that is
+        given too. With the domain's `task`, the combinations it refuses are refused as well.
+        """
+        for key in overrides:
+            check_key(FederationConfig, key)
+        data = self.model_dump()
+        for section, name in VARIANT_SECTIONS.items():
+            chosen = overrides.get(f"{section}.{name}")
+            if chosen is not None and str(chosen).lower() != str(data[section][name]).lower():
+                data[section]["options"] = {}
+        if "min_sites" in overrides and "min_sites_per_round" not in overrides:
+            data["min_sites_per_round"] = round_minimum(data["min_sites_per_round"], overrides["min_sites"])
+        for key, value in overrides.items():
+            set_key(data, key, value)
+        try:
+            config = FederationConfig.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError("; ".join(validation_messages(error))) from error
+        from fedflow.compatibility import compatibility_problems
+
+        problems = compatibility_problems(config, task) if task is not None else []
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return config
 
     def flat(self) -> dict[str, str | int | float | bool]:
         """The config as flat `section.key` pairs, for MLflow params."""

@@ -26,6 +26,10 @@ class DomainError(FedflowError):
     """A domain folder or its config.yaml is missing or invalid."""
 
 
+class ConfigError(FedflowError, ValueError):
+    """A config, or an override of one of its keys, is invalid; the message names the key."""
+
+
 def validation_messages(error: "ValidationError", prefix: str = "") -> list[str]:
     """One `key: message` line per problem pydantic found (`prefix` names the enclosing section)."""
     lines = []

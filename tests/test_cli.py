@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from domains import Domain
@@ -108,3 +109,97 @@ def test_site_serve_checks_its_arguments_before_serving(tmp_path: Path) -> None:
         app, ["site", "serve", "--domain", "healthcare", "--site", "cleveland", "--data", str(data)]
     )
     assert result.exit_code != 0 and "--exchange" in _flat(result.output)  # the site decides its exchange
+
+
+# `fedflow run` parameters that are not federation config (everything else maps to a config key).
+NOT_CONFIG = {"ctx", "domain", "sites", "run_name", "task_runner", "dask_address", "dask_workers", "verbose"}
+
+
+def test_every_run_flag_maps_to_a_config_key() -> None:
+    import inspect
+
+    from fedflow.cli import run
+    from fedflow.cli_overrides import RUN_FLAGS, RUN_PAIR_FLAGS
+    from fedflow.config import FederationConfig
+    from fedflow.dotted_keys import check_key
+
+    flags = set(inspect.signature(run).parameters) - NOT_CONFIG
+    assert flags == set(RUN_FLAGS) | set(RUN_PAIR_FLAGS)
+    for key in RUN_FLAGS.values():
+        check_key(FederationConfig, key)
+    for _, section in RUN_PAIR_FLAGS.values():
+        if section:
+            check_key(FederationConfig, f"{section}.anything")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("2", 2),
+        ("010", 10),
+        ("0.1", 0.1),
+        ("1e-3", 0.001),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("off", "off"),  # privacy.mode off, not YAML 1.1's false
+        ("yes", "yes"),
+        ("'3'", "3"),
+        ("[cleveland, hungary]", ["cleveland", "hungary"]),
+        ("fedprox", "fedprox"),
+    ],
+)
+def test_values_are_read_as_yaml_scalars(text: str, value: object) -> None:
+    from fedflow.cli_overrides import parse_value
+
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_flags_and_c_become_dotted_overrides() -> None:
+    from fedflow.cli_overrides import run_overrides
+
+    params = {
+        "rounds": None,
+        "learning_rate": 0.1,
+        "dp": "central",
+        "strategy": "fedprox",
+        "strategy_option": ["mu=0.5"],
+        "codec_option": ["fraction=0.02"],
+        "config": ["local.epochs=2", "attack.sites=[cleveland]", "privacy.mode=off"],
+    }
+    assert run_overrides(params) == {
+        "local.learning_rate": 0.1,
+        "privacy.mode": "off",  # -c comes after the flags
+        "strategy.name": "fedprox",
+        "strategy.options.mu": 0.5,
+        "compression.options.fraction": 0.02,
+        "local.epochs": 2,
+        "attack.sites": ["cleveland"],
+    }
+
+
+def test_run_config_applies_the_domains_defaults_then_the_overrides(healthcare: Domain) -> None:
+    from fedflow.cli import run_config
+
+    config = run_config(
+        healthcare.spec,
+        {"min_sites": 3, "strategy": "fedadam", "config": ["strategy.options.tau=1e-3", "local.epochs=3"]},
+    )
+    assert config.min_sites == 3 and config.min_sites_per_round == 3  # the config's rule, not the CLI's
+    assert config.strategy.name == "fedadam" and config.strategy.options == {"tau": 0.001}
+    assert config.local.epochs == 3 and config.rounds == healthcare.spec.federation.rounds
+
+
+def test_run_errors_are_one_readable_line() -> None:
+    result = runner.invoke(app, ["run", "healthcare", "-c", "local.epoch=2"])
+    output = _flat(result.output)
+    assert result.exit_code == 2
+    assert "invalid options: unknown key 'local.epoch'; valid keys in local:" in output
+    assert "local.epochs" in output and "validation error" not in output
+    result = runner.invoke(app, ["run", "healthcare", "--rounds", "0", "--config", "local.batch_size=0"])
+    assert result.exit_code == 2
+    assert (
+        "invalid options: rounds: Input should be greater than or equal to 1; "
+        "local.batch_size: Input should be greater than or equal to 1" in _flat(result.output)
+    )
+    assert "errors.pydantic.dev" not in result.output

@@ -207,9 +207,13 @@ def test_flow_parameters_a_domain_and_the_cli_give_the_same_message() -> None:
         app, ["run", "healthcare", "--secure-aggregation", "--strategy", "fedmedian"]
     )
     assert by_flags.exit_code == 2 and _flat(message) in _flat(by_flags.output)
+    by_keys = CliRunner().invoke(
+        app, ["run", "healthcare", "-c", "secure_aggregation.enabled=true", "-c", "strategy.name=fedmedian"]
+    )
+    assert by_keys.exit_code == 2 and _flat(message) in _flat(by_keys.output)
 
 
-def test_a_task_kinds_refusal_reads_the_same_from_a_domain_and_the_flow() -> None:
+def test_a_task_kinds_refusal_reads_the_same_from_a_domain_the_flow_and_the_cli() -> None:
     federation = {"strategy": {"name": "scaffold"}, "local": {"optimizer": "sgd"}}
     spec = load_domain("language").spec.model_dump()
     with pytest.raises(ValidationError) as by_domain:
@@ -220,3 +224,5 @@ def test_a_task_kinds_refusal_reads_the_same_from_a_domain_and_the_flow() -> Non
     assert compatibility_problems(FederationConfig.model_validate(federation), get_task("language")) == [
         message
     ]
+    by_cli = CliRunner().invoke(app, ["run", "language", "--strategy", "scaffold", "--optimizer", "sgd"])
+    assert by_cli.exit_code == 2 and _flat(message) in _flat(by_cli.output)
