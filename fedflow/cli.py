@@ -23,6 +23,7 @@ from rich.table import Table
 from fedflow.config import FederationConfig
 
 if TYPE_CHECKING:
+    from domains import Domain
     from fedflow.domain import DomainSpec
     from flows.task_runners import TaskRunnerConfig
 
@@ -62,140 +63,171 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4f}"
 
 
+# `fedflow run`'s options (README documents them; fedflow/cli_overrides.py maps each to its config key).
+Rounds = Annotated[int | None, typer.Option(help="Federated rounds.")]
+StrategyName = Annotated[
+    str | None, typer.Option(help="Aggregation strategy: fedavg, fedavgm, fedprox, scaffold, fedadam, ...")
+]
+StrategyOptions = Annotated[
+    list[str] | None, typer.Option("--strategy-option", "-o", help="Strategy option KEY=VALUE (repeatable).")
+]
+Seed = Annotated[int | None, typer.Option(help="Seed of the split, sampling and training.")]
+SitesFraction = Annotated[float | None, typer.Option(help="Fraction of sites sampled per round.")]
+MinSites = Annotated[int | None, typer.Option(help="Stop when fewer sites than this remain.")]
+MinSitesPerRound = Annotated[int | None, typer.Option(help="Sample at least this many sites.")]
+LocalEpochs = Annotated[int | None, typer.Option(help="Local epochs per round.")]
+LocalSteps = Annotated[
+    int | None, typer.Option(help="Exactly this many local steps per round instead of epochs.")
+]
+BatchSize = Annotated[int | None, typer.Option(help="Local batch size.")]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="Local learning rate.")]
+Optimizer = Annotated[str | None, typer.Option(help="Local optimiser: sgd or adam.")]
+PersonalizationSteps = Annotated[
+    int | None, typer.Option(help="Also fine-tune k local steps per site and report personalised metrics.")
+]
+SitesFile = Annotated[
+    Path | None, typer.Option(help="YAML mapping site -> data file, replacing the domain's.")
+]
+PrivacyMode = Annotated[
+    str | None, typer.Option(help="Client-level DP: central or distributed (default off).")
+]
+ClipNorm = Annotated[float | None, typer.Option(help="DP: L2 bound C of each site's delta.")]
+NoiseMultiplier = Annotated[float | None, typer.Option(help="DP: noise sd on the sum is sigma * C.")]
+TargetEpsilon = Annotated[float | None, typer.Option(help="DP: end the run before exceeding this.")]
+DpSgdNoise = Annotated[
+    float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
+]
+DpSgdClip = Annotated[
+    float | None, typer.Option(help="DP-SGD: per-example gradient norm bound (default 1.0; turns DP-SGD on).")
+]
+CodecName = Annotated[str | None, typer.Option(help="Uplink compression: none, fp16, int8 or topk.")]
+CodecOptions = Annotated[
+    list[str] | None,
+    typer.Option("--codec-option", help="Codec option KEY=VALUE, e.g. fraction=0.02 (repeatable)."),
+]
+SecureAggregation = Annotated[
+    bool | None,
+    typer.Option(
+        "--secure-aggregation/--no-secure-aggregation",
+        help="Mask the updates so that the coordinator sees only their sum (Bonawitz et al.).",
+    ),
+]
+MaxDropouts = Annotated[
+    int | None, typer.Option(help="Secure aggregation: sites that may drop after masking.")
+]
+Audit = Annotated[
+    bool | None, typer.Option("--audit/--no-audit", help="Membership-inference audit after training.")
+]
+AuditShadows = Annotated[
+    int | None, typer.Option(help="Audit: shadow models per site for LiRA (even; 0: loss attacks only).")
+]
+RunName = Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")]
+TaskRunner = Annotated[
+    str, typer.Option(help="Where site tasks run: threads (this process) or dask (a Dask cluster).")
+]
+DaskAddress = Annotated[
+    str | None, typer.Option(help="Dask: scheduler of a running cluster (default: a local one).")
+]
+DaskWorkers = Annotated[
+    int | None, typer.Option(help="Dask: worker processes of the local cluster (default: cores).")
+]
+ConfigKeys = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Any config key SECTION.KEY=VALUE (repeatable), e.g. -c local.epochs=2 -c "
+        "strategy.options.mu=0.1; VALUE is read as YAML: 3, 0.1, true, null, 'text', [a, b].",
+    ),
+]
+Verbose = Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")]
+
+
 @app.command()
 def run(
     ctx: typer.Context,
     domain: Annotated[str, typer.Argument(help="Domain template, e.g. healthcare (see `fedflow domains`).")],
-    rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option(help="Aggregation strategy: fedavg, fedavgm, fedprox, scaffold, fedadam, ..."),
-    ] = None,
-    strategy_option: Annotated[
-        list[str] | None,
-        typer.Option("--strategy-option", "-o", help="Strategy option KEY=VALUE (repeatable)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the split, sampling and training.")] = None,
-    sites_fraction: Annotated[float | None, typer.Option(help="Fraction of sites sampled per round.")] = None,
-    min_sites: Annotated[int | None, typer.Option(help="Stop when fewer sites than this remain.")] = None,
-    min_sites_per_round: Annotated[int | None, typer.Option(help="Sample at least this many sites.")] = None,
-    local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round.")] = None,
-    local_steps: Annotated[
-        int | None, typer.Option(help="Exactly this many local steps per round instead of epochs.")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Local learning rate.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="Local optimiser: sgd or adam.")] = None,
-    personalization_steps: Annotated[
-        int | None,
-        typer.Option(help="Also fine-tune k local steps per site and report personalised metrics."),
-    ] = None,
-    sites: Annotated[
-        Path | None, typer.Option(help="YAML mapping site -> data file, replacing the domain's.")
-    ] = None,
-    dp: Annotated[
-        str | None, typer.Option(help="Client-level DP: central or distributed (default off).")
-    ] = None,
-    clip_norm: Annotated[float | None, typer.Option(help="DP: L2 bound C of each site's delta.")] = None,
-    noise_multiplier: Annotated[
-        float | None, typer.Option(help="DP: noise sd on the sum is sigma * C.")
-    ] = None,
-    target_epsilon: Annotated[
-        float | None, typer.Option(help="DP: end the run before exceeding this.")
-    ] = None,
-    dp_sgd_noise: Annotated[
-        float | None, typer.Option(help="Example-level DP-SGD at every site with this noise multiplier.")
-    ] = None,
-    dp_sgd_clip: Annotated[
-        float | None,
-        typer.Option(help="DP-SGD: per-example gradient norm bound (default 1.0; turns DP-SGD on)."),
-    ] = None,
-    codec: Annotated[str | None, typer.Option(help="Uplink compression: none, fp16, int8 or topk.")] = None,
-    codec_option: Annotated[
-        list[str] | None,
-        typer.Option("--codec-option", help="Codec option KEY=VALUE, e.g. fraction=0.02 (repeatable)."),
-    ] = None,
-    secure_aggregation: Annotated[
-        bool | None,
-        typer.Option(
-            "--secure-aggregation/--no-secure-aggregation",
-            help="Mask the updates so that the coordinator sees only their sum (Bonawitz et al.).",
-        ),
-    ] = None,
-    max_dropouts: Annotated[
-        int | None, typer.Option(help="Secure aggregation: sites that may drop after masking.")
-    ] = None,
-    audit: Annotated[
-        bool | None, typer.Option("--audit/--no-audit", help="Membership-inference audit after training.")
-    ] = None,
-    audit_shadows: Annotated[
-        int | None, typer.Option(help="Audit: shadow models per site for LiRA (even; 0: loss attacks only).")
-    ] = None,
-    run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run / federation id.")] = None,
-    task_runner: Annotated[
-        str,
-        typer.Option(help="Where site tasks run: threads (this process) or dask (a Dask cluster)."),
-    ] = "threads",
-    dask_address: Annotated[
-        str | None, typer.Option(help="Dask: scheduler of a running cluster (default: a local one).")
-    ] = None,
-    dask_workers: Annotated[
-        int | None, typer.Option(help="Dask: worker processes of the local cluster (default: cores).")
-    ] = None,
-    config: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Any config key SECTION.KEY=VALUE (repeatable), e.g. -c local.epochs=2 -c "
-            "strategy.options.mu=0.1; VALUE is read as YAML: 3, 0.1, true, null, 'text', [a, b].",
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Prefect's task log in the terminal.")] = False,
+    rounds: Rounds = None,
+    strategy: StrategyName = None,
+    strategy_option: StrategyOptions = None,
+    seed: Seed = None,
+    sites_fraction: SitesFraction = None,
+    min_sites: MinSites = None,
+    min_sites_per_round: MinSitesPerRound = None,
+    local_epochs: LocalEpochs = None,
+    local_steps: LocalSteps = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    optimizer: Optimizer = None,
+    personalization_steps: PersonalizationSteps = None,
+    sites: SitesFile = None,
+    dp: PrivacyMode = None,
+    clip_norm: ClipNorm = None,
+    noise_multiplier: NoiseMultiplier = None,
+    target_epsilon: TargetEpsilon = None,
+    dp_sgd_noise: DpSgdNoise = None,
+    dp_sgd_clip: DpSgdClip = None,
+    codec: CodecName = None,
+    codec_option: CodecOptions = None,
+    secure_aggregation: SecureAggregation = None,
+    max_dropouts: MaxDropouts = None,
+    audit: Audit = None,
+    audit_shadows: AuditShadows = None,
+    run_name: RunName = None,
+    task_runner: TaskRunner = "threads",
+    dask_address: DaskAddress = None,
+    dask_workers: DaskWorkers = None,
+    config: ConfigKeys = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run a federation of the domain's sites, with its defaults and these overrides."""
     _start_orchestration(verbose)
+    loaded = _known_domain(domain)
+    if sites is not None:
+        _check_sites_file(loaded, sites)
+    federation = run_config(loaded.spec, ctx.params)
+    runner = _task_runner_config(task_runner, dask_address, dask_workers)
+    sites_file = str(sites.resolve()) if sites else None
+    _run_federation(
+        domain, federation, sites_file=sites_file, run_name=run_name, verbose=verbose, runner=runner
+    )
+
+
+def _known_domain(domain: str) -> "Domain":
     from domains import available_domains, load_domain
 
     if domain not in available_domains():
         raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
-    loaded = load_domain(domain)
-    if sites is not None:
-        from domains.yaml_files import load_site_mapping
-        from fedflow.errors import FedflowError
+    return load_domain(domain)
 
-        try:
-            unknown = sorted(set(load_site_mapping(sites)) - set(loaded.spec.site_names))
-        except FedflowError as error:
-            raise _fail(f"--sites: {error}") from error
-        if unknown:
-            # A misspelt site would silently fall back to the template's own data file.
-            raise _fail(
-                f"--sites: {sites} names sites {unknown} that {domain} does not have: "
-                f"{loaded.spec.site_names}"
-            )
-    federation = run_config(loaded.spec, ctx.params)
-    if task_runner != "dask" and (dask_address or dask_workers):
+
+def _check_sites_file(loaded: "Domain", sites: Path) -> None:
+    """Refuse a --sites mapping that names a site the domain does not have."""
+    from domains.yaml_files import load_site_mapping
+    from fedflow.errors import FedflowError
+
+    try:
+        unknown = sorted(set(load_site_mapping(sites)) - set(loaded.spec.site_names))
+    except FedflowError as error:
+        raise _fail(f"--sites: {error}") from error
+    if unknown:
+        # A misspelt site would silently fall back to the template's own data file.
+        raise _fail(
+            f"--sites: {sites} names sites {unknown} that {loaded.name} does not have: "
+            f"{loaded.spec.site_names}"
+        )
+
+
+def _task_runner_config(kind: str, address: str | None, workers: int | None) -> "TaskRunnerConfig":
+    if kind != "dask" and (address or workers):
         raise _fail("--dask-address and --dask-workers need --task-runner dask")
+    from fedflow.errors import validation_messages
     from flows.task_runners import TaskRunnerConfig
 
     try:
-        runner = TaskRunnerConfig.model_validate(
-            {"kind": task_runner, "address": dask_address, "workers": dask_workers}
-        )
+        return TaskRunnerConfig.model_validate({"kind": kind, "address": address, "workers": workers})
     except ValidationError as error:
-        from fedflow.errors import validation_messages
-
         raise _fail(f"--task-runner/--dask-*: {'; '.join(validation_messages(error))}") from error
-
-    _run_federation(
-        domain,
-        federation,
-        sites_file=str(sites.resolve()) if sites else None,
-        run_name=run_name,
-        verbose=verbose,
-        runner=runner,
-    )
 
 
 def run_config(spec: "DomainSpec", params: dict[str, Any]) -> FederationConfig:
