@@ -7,7 +7,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,24 @@ SERVING = {
 }
 
 
+@dataclass(frozen=True)
+class RoundVersion:
+    """A round's global model as the registry gets it: weights, preprocessing, how to rebuild it."""
+
+    round_number: int
+    strategy: str
+    weights_payload: bytes
+    preprocessor: Preprocessor
+    model_code: Path  # the domain's model.py, shipped with the version
+    model_options: dict[str, Any]
+    missing_codes: dict[str, list[float]]
+    task: str
+    classes: list[str]
+    output_dim: int
+    adapter: Any = None  # language: the fine-tuned model, whose peft adapter folder goes along
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 class FederationTracker:
     """Logs one federation as one MLflow run (the run stays active in the flow's thread)."""
 
@@ -180,36 +198,23 @@ class FederationTracker:
         """Tags of the run."""
         mlflow.set_tags(tags)
 
-    def register_round(
-        self,
-        *,
-        round_number: int,
-        strategy: str,
-        weights_payload: bytes,
-        preprocessor: Preprocessor,
-        model_code: Path,
-        model_options: dict[str, Any],
-        missing_codes: dict[str, list[float]],
-        task: str,
-        classes: list[str],
-        output_dim: int,
-        adapter: Any = None,
-        version_tags: dict[str, str] | None = None,
-    ) -> str:
+    def register_round(self, *, version: RoundVersion) -> str:
         """Log the round's global model as a pyfunc and register it as a new version.
 
         Language models also get `adapter`, the fine-tuned model whose peft adapter folder is
         saved beside the weights (loadable with `peft` directly), and generate text when loaded.
         """
+        round_number, preprocessor, task = version.round_number, version.preprocessor, version.task
+        classes, adapter = version.classes, version.adapter
         meta = {
             "domain": self.domain,
             "round": round_number,
             "input_dim": len(preprocessor.feature_names),
-            "output_dim": output_dim,
+            "output_dim": version.output_dim,
             "task": task,
             "classes": classes,
-            "model_options": model_options,
-            "missing_codes": missing_codes,
+            "model_options": version.model_options,
+            "missing_codes": version.missing_codes,
             "feature_names": preprocessor.feature_names,
         }
         kind = get_task(task)
@@ -218,19 +223,21 @@ class FederationTracker:
         output = kind.example_output(classes, len(example))
         with tempfile.TemporaryDirectory() as folder:
             files = Path(folder)
-            (files / "weights.safetensors").write_bytes(weights_payload)
+            (files / "weights.safetensors").write_bytes(version.weights_payload)
             (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
             (files / "meta.json").write_text(json.dumps(meta, indent=1))
             if adapter is not None:
                 adapter.peft.save_pretrained(str(files / "adapter"))
             # No stderr redirection or warning filters here: this runs on the tracking thread and
             # both are process-wide (MLflow's input-example hints are filtered once, at import).
-            source = self._log_model(round_number, files, model_code, example, output, serving=serving)
+            source = self._log_model(
+                round_number, files, version.model_code, example, output, serving=serving
+            )
             tags = {
                 "run_id": self.run_id,
                 "round": str(round_number),
-                "strategy": strategy,
-                **(version_tags or {}),
+                "strategy": version.strategy,
+                **version.tags,
             }
             created = self.client.create_model_version(self.model_name, source, run_id=self.run_id, tags=tags)
         return str(created.version)

@@ -24,7 +24,7 @@ from flows.background import InOrder
 from flows.plots import metrics_figure
 from flows.progress import RoundEvent, publish
 from flows.reports import round_markdown, validation_markdown
-from flows.tracking import FederationTracker
+from flows.tracking import FederationTracker, RoundVersion
 
 Log = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 AUDIT_SUMMARIES = (
@@ -104,7 +104,7 @@ class TrackingRecorder:
             adapter = self.domain.build_model(**spec.model)
             set_weights(adapter, record.state.weights)
             version_tags = dict(base.tags)
-        return self.tracker.register_round(
+        version = RoundVersion(
             round_number=record.state.round,
             strategy=record.state.checkpoint.config["strategy"]["name"],
             weights_payload=record.weights_payload,
@@ -116,8 +116,9 @@ class TrackingRecorder:
             classes=list(spec.target.classes),
             output_dim=task.output_dim(spec),
             adapter=adapter,
-            version_tags=version_tags,
+            tags=version_tags or {},
         )
+        return self.tracker.register_round(version=version)
 
     def _publish(self, record: RoundRecord) -> None:
         """A round's tracking, in order: version, champion alias, metrics, artifact, then checkpoint."""
