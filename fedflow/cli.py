@@ -632,16 +632,18 @@ def site_serve(
     if not data.is_file() and not (reads_text_folders and data.is_dir()):
         kind = "a file or a folder of .txt files" if reads_text_folders else "a file"
         raise _fail(f"--data: {data} is not {kind}")
-    environment = {
-        "FEDFLOW_SITE_NAME": site,
-        "FEDFLOW_SITE_DOMAIN": domain,
-        "FEDFLOW_SITE_DATA": str(data.resolve()),
-        "FEDFLOW_KEYS_DIR": str(keys_dir.resolve()) if keys_dir else None,
-        "FEDFLOW_STATE_DIR": str(state_dir.resolve()) if state_dir else None,
-        "FEDFLOW_EXCHANGE_URL": exchange,
-    }
+    from flows.served_site import ServedSite
+
+    served = ServedSite(
+        site=site,
+        domain=domain,
+        data=str(data.resolve()),
+        keys_dir=str(keys_dir.resolve()) if keys_dir else None,
+        state_dir=str(state_dir.resolve()) if state_dir else None,
+        exchange_url=exchange,
+    )
     # The runs inherit this process's environment: the data path stays on this machine.
-    os.environ.update({key: value for key, value in environment.items() if value is not None})
+    os.environ.update(served.environment())
     import flows  # noqa: F401
     from flows.site_flow import serve_site, site_deployment_name
 
