@@ -7,6 +7,7 @@ from fedflow.compression.half_precision import HalfPrecision
 from fedflow.compression.identity import Identity
 from fedflow.compression.stochastic_int8 import StochasticInt8
 from fedflow.compression.top_k import TopK
+from fedflow.plugins import CODECS_GROUP, plugins
 
 CODECS: dict[str, Callable[..., Codec]] = {
     "none": Identity,
@@ -14,6 +15,7 @@ CODECS: dict[str, Callable[..., Codec]] = {
     "int8": StochasticInt8,
     "topk": TopK,
 }
+CODECS.update(plugins(CODECS_GROUP, built_in=CODECS))
 
 
 def build_codec(name: str, options: dict[str, float | int | str | bool] | None = None) -> Codec:

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from functools import partial
 
+from fedflow.plugins import STRATEGIES_GROUP, plugins
 from fedflow.strategies.base import EXTRA_SEPARATOR, ClientHook, Strategy
 from fedflow.strategies.fedavg import FedAvg
 from fedflow.strategies.fedavgm import FedAvgM
@@ -27,6 +28,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "krum": partial(MultiKrum, keep=1),
     "multikrum": MultiKrum,
 }
+STRATEGIES.update(plugins(STRATEGIES_GROUP, built_in=STRATEGIES))
 
 
 def build_strategy(name: str, options: dict[str, float | int | str | bool] | None = None) -> Strategy:

@@ -1,5 +1,6 @@
 """Registry of task kinds, looked up by the `task` a domain declares in its config.yaml."""
 
+from fedflow.plugins import TASKS_GROUP, plugins
 from fedflow.tasks.base import TABULAR, TEXT_GENERATION, FrozenBase, TaskKind
 from fedflow.tasks.binary import BinaryTask
 from fedflow.tasks.language import LanguageTask
@@ -9,6 +10,13 @@ from fedflow.tasks.regression import RegressionTask
 TASKS: dict[str, TaskKind] = {
     task.name: task for task in (BinaryTask(), MulticlassTask(), RegressionTask(), LanguageTask())
 }
+# An installed task kind is a class (instantiated here, like the built-in ones) or an instance.
+TASKS.update(
+    {
+        name: kind() if isinstance(kind, type) else kind
+        for name, kind in plugins(TASKS_GROUP, built_in=TASKS).items()
+    }
+)
 
 
 def higher_is_better_metrics() -> frozenset[str]:
