@@ -191,8 +191,11 @@ class SiteAgent:
         digest = self._base_model_digest()
         if isinstance(digest, PrepareReply):
             return digest
+        key = (request.holdout_fraction, request.seed)
         with self._lock:
-            self._split[(request.holdout_fraction, request.seed)] = local
+            self._split[key] = local
+            # Rows read again (a new run, a changed file): arrays made from the old ones are stale.
+            self._arrays = {k: v for k, v in self._arrays.items() if k[:2] != key}
         return PrepareReply(summary=summary, statistics=statistics, base_model_sha256=digest)
 
     def _base_model_digest(self) -> str | PrepareReply | None:
