@@ -2,7 +2,7 @@
 
 import logging
 
-from fedflow.federation.channel import SiteChannel
+from fedflow.federation.channel import SiteChannel, gather
 from fedflow.federation.round import rows_of
 from fedflow.federation.running import RunningFederation
 from fedflow.messages import AuditReply, AuditRequest
@@ -32,12 +32,7 @@ def membership_audit(
         shadow_models=config.audit_shadow_models,
         shadow_config=shadow_config,
     )
-    out: dict[str, dict[str, float]] = {}
-    for site, handle in channel.send(dict.fromkeys(running.eligible, request)).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, AuditReply)
-            out[site] = reply.scores
-        except Exception as error:
-            log.warning("privacy audit at site %s failed (%s)", site, type(error).__name__)
-    return out
+    replies, errors = gather(channel.send(dict.fromkeys(running.eligible, request)), AuditReply)
+    for site, error in errors.items():
+        log.warning("privacy audit at site %s failed (%s)", site, type(error).__name__)
+    return {site: reply.scores for site, reply in replies.items()}

@@ -1,7 +1,7 @@
 """How a typed request reaches a site and its reply comes back: the site channel Protocol."""
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from fedflow.errors import FedflowError
 from fedflow.messages import Message
@@ -43,6 +43,29 @@ class Undelivered:
     def result(self) -> Message:
         """Raise the call's error."""
         raise self.error
+
+
+R = TypeVar("R", bound=Message)
+
+
+def gather(
+    handles: Mapping[str, ReplyHandle], reply_type: type[R]
+) -> tuple[dict[str, R], dict[str, Exception]]:
+    """Every site's reply, in site order, and the error of every call that failed (one failing site
+    never stops the others)."""
+    replies: dict[str, R] = {}
+    errors: dict[str, Exception] = {}
+    for site, handle in handles.items():
+        try:
+            reply = handle.result()
+            if not isinstance(reply, reply_type):
+                raise FedflowError(
+                    f"site {site!r} answered with {type(reply).__name__}, not {reply_type.__name__}"
+                )
+            replies[site] = reply
+        except Exception as error:
+            errors[site] = error
+    return replies, errors
 
 
 def failure_reason(error: BaseException, what: str) -> str:

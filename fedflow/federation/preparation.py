@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fedflow.errors import InsufficientSitesError
-from fedflow.federation.channel import SiteChannel, failure_reason
+from fedflow.federation.channel import SiteChannel, failure_reason, gather
 from fedflow.federation.plan import FederationPlan
 from fedflow.federation.recorder import PreparationRecord, Recorder
 from fedflow.messages import PrepareReply, PrepareRequest
@@ -31,15 +31,15 @@ def _replies(plan: FederationPlan, channel: SiteChannel, log: Log) -> dict[str, 
     request = PrepareRequest(
         federation_id=plan.federation_id, holdout_fraction=config.holdout_fraction, seed=config.seed
     )
+    replies, errors = gather(channel.send(dict.fromkeys(plan.sites, request)), PrepareReply)
     out: dict[str, PrepareReply] = {}
-    for site, handle in channel.send(dict.fromkeys(plan.sites, request)).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, PrepareReply)
+    for site in plan.sites:
+        if site in replies:
             # Identity comes from the channel, not from what a site writes about itself.
-            out[site] = reply.model_copy(update={"summary": reply.summary.model_copy(update={"site": site})})
-        except Exception as error:
-            reason = failure_reason(error, "validation step")
+            summary = replies[site].summary.model_copy(update={"site": site})
+            out[site] = replies[site].model_copy(update={"summary": summary})
+        else:
+            reason = failure_reason(errors[site], "validation step")
             log.warning("site %s could not be prepared: %s", site, reason)
             out[site] = PrepareReply(summary=failure_summary(site, reason))
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedflow.errors import InsufficientSitesError
-from fedflow.federation.channel import ReplyHandle, SiteChannel, failure_reason
+from fedflow.federation.channel import ReplyHandle, SiteChannel, failure_reason, gather
 from fedflow.federation.recorder import Note, Recorder
 from fedflow.federation.running import RunningFederation
 from fedflow.federation.secure_round import (
@@ -195,10 +195,12 @@ def collect_updates(
 ) -> Collected:
     """Every update checked; a failing or crashed site is dropped with its reason, the round goes on."""
     collected = Collected(dropped=dict(opened.failed) if opened is not None else {})
-    for site, handle in handles.items():
+    replies, errors = gather(handles, TrainReply)
+    for site in handles:
         try:
-            reply = handle.result()
-            assert isinstance(reply, TrainReply)
+            if site in errors:
+                raise errors[site]
+            reply = replies[site]
             collected.bytes_received += len(reply.payload)
             _check(running, site, reply, round_number, collected, opened is not None)
             collected.reported[site] = (dict(reply.metrics), reply.num_examples)
@@ -259,16 +261,10 @@ def evaluate(
         personalization_steps=config.personalization_steps,
     )
     sites = running.eligible if config.holdout_fraction > 0 else []
-    per_site: dict[str, dict[str, float]] = {}
-    for site, handle in channel.send(dict.fromkeys(sites, request)).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, EvaluateReply)
-            per_site[site] = reply.metrics
-        except Exception as error:
-            log.warning(
-                "round %d: evaluation at site %s failed (%s)", round_number, site, type(error).__name__
-            )
+    replies, errors = gather(channel.send(dict.fromkeys(sites, request)), EvaluateReply)
+    for site, error in errors.items():
+        log.warning("round %d: evaluation at site %s failed (%s)", round_number, site, type(error).__name__)
+    per_site = {site: reply.metrics for site, reply in replies.items()}
     task = running.task
     names = [
         *task.metric_names,

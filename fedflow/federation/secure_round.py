@@ -12,7 +12,7 @@ import numpy as np
 
 from fedflow.config import SecureAggregationConfig
 from fedflow.errors import InsufficientSitesError
-from fedflow.federation.channel import SiteChannel
+from fedflow.federation.channel import SiteChannel, gather
 from fedflow.messages import (
     AdvertiseReply,
     AdvertiseRequest,
@@ -23,7 +23,7 @@ from fedflow.messages import (
 )
 from fedflow.params import NamedArrays
 from fedflow.secure_aggregation.masking import SecureRoundPlan, mean_delta_from_sum, round_context
-from fedflow.secure_aggregation.protocol import PublicKeys, threshold_for, unmask_sum
+from fedflow.secure_aggregation.protocol import threshold_for, unmask_sum
 from fedflow.update import DecodedUpdate
 
 AGGREGATE_SITE = "secure-aggregate"
@@ -50,26 +50,13 @@ class OpenedRound:
     failed: dict[str, str]
 
 
-def _advertised(
-    chosen: list[str], settings: SecureRoundSettings, channel: SiteChannel
-) -> tuple[dict[str, PublicKeys], dict[str, str]]:
-    request = AdvertiseRequest(federation_id=settings.federation_id, round=settings.round)
-    roster: dict[str, PublicKeys] = {}
-    failed: dict[str, str] = {}
-    for site, handle in channel.send(dict.fromkeys(chosen, request)).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, AdvertiseReply)
-            roster[site] = reply.public_keys
-        except Exception as error:
-            failed[site] = _failure(error)
-    return roster, failed
-
-
 def open_secure_round(chosen: list[str], settings: SecureRoundSettings, channel: SiteChannel) -> OpenedRound:
     """Phases 1 and 2: collect the sites' public keys, then route their encrypted shares."""
     context = round_context(settings.federation_id, settings.round)
-    roster, failed = _advertised(chosen, settings, channel)
+    advertise = AdvertiseRequest(federation_id=settings.federation_id, round=settings.round)
+    advertised, errors = gather(channel.send(dict.fromkeys(chosen, advertise)), AdvertiseReply)
+    roster = {site: reply.public_keys for site, reply in advertised.items()}
+    failed = {site: _failure(error) for site, error in errors.items()}
     threshold = threshold_for(len(roster), settings.config.max_dropouts)
     _require(len(roster), max(settings.min_sites, threshold), settings.round, "advertised keys")
     request = ShareRequest(
@@ -79,15 +66,11 @@ def open_secure_round(chosen: list[str], settings: SecureRoundSettings, channel:
         threshold=threshold,
         context=context,
     )
+    shared, errors = gather(channel.send(dict.fromkeys(roster, request)), ShareReply)
+    failed.update({site: _failure(error) for site, error in errors.items()})
     inbox: dict[str, dict[str, bytes]] = {site: {} for site in roster}
     members: list[str] = []
-    for site, handle in channel.send(dict.fromkeys(roster, request)).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, ShareReply)
-        except Exception as error:
-            failed[site] = _failure(error)
-            continue
+    for site, reply in shared.items():
         if set(reply.ciphertexts) != set(roster):
             failed[site] = "sent shares for sites outside the roster"
             continue
@@ -132,16 +115,10 @@ def close_secure_round(
         )
         for site in survivors
     }
-    responses: dict[str, dict[str, bytes]] = {}
-    for site, handle in channel.send(requests).items():
-        try:
-            reply = handle.result()
-            assert isinstance(reply, UnmaskReply)
-            responses[site] = reply.shares
-        except Exception as error:
-            log.warning(
-                "round %d: site %s did not answer unmasking: %s", settings.round, site, _failure(error)
-            )
+    answered, errors = gather(channel.send(requests), UnmaskReply)
+    for site, error in errors.items():
+        log.warning("round %d: site %s did not answer unmasking: %s", settings.round, site, _failure(error))
+    responses = {site: reply.shares for site, reply in answered.items()}
     masked_sum = np.zeros(next(iter(masked.values()))[0].shape, dtype=np.uint64)
     for vector, _ in masked.values():
         masked_sum = masked_sum + vector
