@@ -1,11 +1,14 @@
 """What Prefect and MLflow add to a round, over fedflow's bare engine, at the heart-disease workload.
 
-1. Bare engine: the same four hospitals, preprocessing, local training (2 epochs), update
-   checks, FedAvg and per-site evaluation, called as plain functions in one thread — no Prefect,
-   no MLflow. Seconds per round.
+1. Bare engine: the engine's own federation driver (`fedflow.federation.run_federation`) over an
+   `InProcessChannel` of the four hospitals' `SiteAgent`s and a `MemoryRecorder` without
+   checkpoints: the same preparation (GX validation, once, before the rounds), preprocessing,
+   local training (2 epochs), update checks, FedAvg and per-site evaluation, in one thread,
+   no Prefect, no MLflow. Seconds per round: the driver's own `time/round_seconds`.
 2. The real flow (temporary Prefect API, MLflow on SQLite, one registered version per round):
-   seconds per round, and the time of each coordinator-side step of a round (model registration,
-   champion alias, metric logging, checkpoint, round artifact), measured by wrapping them.
+   seconds per round, and the time of each step of a round's tracking (`TrackingRecorder._publish`,
+   on its background thread: model registration, champion alias, metric logging, round
+   artifact, checkpoint), measured by wrapping them.
 3. Prefect's own cost per task: a flow that submits no-op tasks with the site tasks' options,
    one at a time and all at once.
 
@@ -13,9 +16,12 @@
 """
 
 import argparse
+import gc
+import logging
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,78 +35,54 @@ from stores import temporary_stores  # noqa: E402
 
 import flows  # noqa: E402, F401
 from domains import load_domain  # noqa: E402
-from fedflow.local import balanced_class_weights  # noqa: E402, F401
-from fedflow.params import encode  # noqa: E402
-from fedflow.rounds import check_update, initial_weights  # noqa: E402
-from fedflow.seeding import derive_seed  # noqa: E402
-from fedflow.site import LocalSite, local_evaluate_step, local_train_step  # noqa: E402
-from fedflow.strategies import build_strategy  # noqa: E402
-from fedflow.tabular import fit_preprocessor, merge_statistics  # noqa: E402
-from fedflow.tasks import get_task  # noqa: E402
+from fedflow.federation import DomainModel, FederationPlan, run_federation  # noqa: E402
+from fedflow.federation.in_process import InProcessChannel  # noqa: E402
+from fedflow.federation.memory_recorder import MemoryRecorder  # noqa: E402
+from fedflow.site_agent import SiteAgent, SiteData, SiteSettings  # noqa: E402
+from flows.site_agents import DomainValidator  # noqa: E402
 
 
 def bare_rounds(rounds: int) -> list[float]:
-    """Seconds per round of the engine alone."""
+    """Seconds per round of the engine alone: the driver over agents in this thread."""
     domain = load_domain("healthcare")
-    spec, config = domain.spec, domain.spec.federation
-    sites = {
-        name: LocalSite.load(
-            name=name,
-            spec=spec,
-            path=domain.site_path(name),
-            holdout_fraction=config.holdout_fraction,
-            seed=0,
+    config = domain.spec.federation.model_copy(update={"rounds": rounds, "audit": False})
+    with tempfile.TemporaryDirectory() as folder:
+        agents = {
+            name: SiteAgent(
+                SiteSettings(
+                    name=name,
+                    spec=domain.spec,
+                    build_model=domain.build_model,
+                    data=SiteData(path=domain.site_path(name)),
+                    validator=DomainValidator(domain),
+                    state_dir=Path(folder) / "state",
+                    keys_dir=Path(folder) / "keys",
+                )
+            )
+            for name in domain.spec.site_names
+        }
+        plan = FederationPlan(
+            federation_id="overhead-bare",
+            domain=DomainModel(name=domain.name, spec=domain.spec, build_model=domain.build_model),
+            config=config,
+            sites=domain.spec.site_names,
         )
-        for name in spec.site_names
-    }
-    preprocessor = fit_preprocessor(merge_statistics([s.statistics() for s in sites.values()]), spec)
-    arrays = {
-        n: (s.arrays(preprocessor, "train"), s.arrays(preprocessor, "holdout")) for n, s in sites.items()
-    }
-    task = get_task(spec.task)
-    weights = initial_weights(
-        domain.build_model,
-        input_dim=len(preprocessor.feature_names),
-        output_dim=task.output_dim(spec),
-        options=spec.model,
-        seed=derive_seed(0, "init"),
-    )
-    strategy = build_strategy(config.strategy.name, config.strategy.options)
-    strategy.setup(weights, num_sites=len(sites))
-    out = []
-    for round_number in range(1, rounds + 1):
-        started = time.perf_counter()
-        payload = encode(weights)
-        updates = []
-        for name, ((x, y), _) in arrays.items():
-            step = local_train_step(
-                site=name,
-                round_number=round_number,
-                spec=spec,
-                factory=domain.build_model,
-                global_payload=payload,
-                features=x,
-                labels=y,
-                config=config.local,
-                seed=0,
-            )
-            updates.append(check_update(step.update, weights))
-        weights = strategy.aggregate(round_number, weights, updates)
-        new_payload = encode(weights)
-        for _, (_, (x, y)) in arrays.items():
-            local_evaluate_step(
-                spec=spec, factory=domain.build_model, global_payload=new_payload, features=x, labels=y
-            )
-        out.append(time.perf_counter() - started)
-    return out
+        recorder = MemoryRecorder(checkpoints=False)
+        run_federation(
+            plan,
+            channel=InProcessChannel(agents),
+            recorder=recorder,
+            log=logging.getLogger("orchestration_overhead"),
+        )
+    return [record.logged["time/round_seconds"] for record in recorder.rounds]
 
 
 def flow_rounds(rounds: int) -> tuple[list[float], dict[str, list[float]]]:
-    """Seconds per round of the real flow, and of each wrapped coordinator step."""
-    import fedflow.checkpoint
-    import flows.coordinator as coordinator
-    from fedflow.checkpoint import load_checkpoint
-    from fedflow.config import FederationConfig
+    """Seconds per round of the real flow, and of each wrapped step of a round's tracking."""
+    import flows.tracking_recorder as tracking_recorder
+    from fedflow.federation import FederationState
+    from flows.coordinator import federated_training
+    from flows.tracking import FederationTracker
 
     spent: dict[str, list[float]] = defaultdict(list)
 
@@ -114,22 +96,21 @@ def flow_rounds(rounds: int) -> tuple[list[float], dict[str, list[float]]]:
 
         return wrapper
 
-    tracker = coordinator.FederationTracker
+    tracker, recorder = FederationTracker, tracking_recorder.TrackingRecorder
     tracker.register_round = timed("model registration", tracker.register_round)  # type: ignore[method-assign]
     tracker.offer_champion = timed("champion alias", tracker.offer_champion)  # type: ignore[method-assign]
     tracker.log_metrics = timed("metric logging", tracker.log_metrics)  # type: ignore[method-assign]
-    coordinator.save_checkpoint = timed("checkpoint", fedflow.checkpoint.save_checkpoint)
-    coordinator.create_markdown_artifact = timed(
-        "round artifact (Prefect)", coordinator.create_markdown_artifact
+    FederationState.save = timed("checkpoint", FederationState.save)  # type: ignore[method-assign]
+    tracking_recorder.create_markdown_artifact = timed(  # type: ignore[assignment]
+        "round artifact (Prefect)", tracking_recorder.create_markdown_artifact
     )
-    domain = load_domain("healthcare")
-    config = domain.spec.federation.model_copy(update={"rounds": rounds, "audit": False})
-    result = coordinator.federated_training(
+    recorder._publish = timed("a round's tracking, all of it", recorder._publish)  # type: ignore[method-assign]
+    result = federated_training(
         domain="healthcare",
-        federation=FederationConfig.model_validate(config.model_dump()),
+        overrides={"rounds": rounds, "audit": False},
         run_name="overhead",
     )
-    history = load_checkpoint(result.federation_id)[0].history
+    history = FederationState.load(result.federation_id).checkpoint.history
     return [h["time/round_seconds"] for h in history], spent
 
 
@@ -166,9 +147,15 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # Each arm starts from a collected heap: with torch, Prefect, MLflow and GX loaded the process
+    # tracks over a million objects, and a full collection (0.5-0.9 s, all threads stopped) that the
+    # previous arm's garbage brings forward would otherwise land inside one of the next arm's rounds.
+    gc.collect()
     bare = bare_rounds(args.rounds)[1:]
     with temporary_stores():
+        gc.collect()
         full, spent = flow_rounds(args.rounds)
+        gc.collect()
         sequential_ms, concurrent_ms = task_overhead(args.tasks)
     full = full[1:]
     bare_mean, full_mean = statistics.mean(bare), statistics.mean(full)
