@@ -116,8 +116,7 @@ def test_a_compressed_federation_sends_fewer_bytes_and_keeps_the_residual_at_the
     prefect_api: None, mlflow_store: str
 ) -> None:
     from fedflow.checkpoint import load_checkpoint, state_root
-    from fedflow.site import UPLINK_RESIDUAL
-    from fedflow.site_state import load_site_state
+    from fedflow.site_state import UPLINK_RESIDUAL, load_site_state
     from flows.coordinator import federated_training
 
     def run(name: str, compression: dict[str, object]) -> list[dict[str, float]]:
