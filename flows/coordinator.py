@@ -136,10 +136,11 @@ def _tracker(
     )
 
 
-def _channel(loaded: Domain, sites_file: str | None, transport: TransportConfig) -> SiteChannel:
+def _channel(loaded: Domain, resolved: "Resolved", transport: TransportConfig) -> SiteChannel:
     if transport.mode == "cross-silo":
         return DeploymentChannel(loaded.name, transport)
-    return SimulationChannel(loaded.name, SiteLocation.here(sites_file), transport)
+    location = SiteLocation.here(resolved.sites_file, resolved.config.authentication.keys_dir)
+    return SimulationChannel(loaded.name, location, transport)
 
 
 class Resolved(BaseModel):
@@ -253,7 +254,7 @@ def federated_training(
     resolved = _resolve(loaded, request, log)
     tracker = _tracker(loaded, resolved.federation_id, resolved.config, resolved.resume)
     recorder = TrackingRecorder(tracker=tracker, domain=loaded, federation_id=resolved.federation_id, log=log)
-    channel = _channel(loaded, resolved.sites_file, request.transport)
+    channel = _channel(loaded, resolved, request.transport)
     try:
         plan = _plan(loaded, request, resolved, tracker, log)
         outcome = run_federation(plan, channel=channel, recorder=recorder, log=log)

@@ -32,9 +32,11 @@ class SiteLocation(BaseModel):
     keys_dir: str
 
     @classmethod
-    def here(cls, sites_file: str | None) -> "SiteLocation":
-        """This process's folders (FEDFLOW_STATE_DIR, FEDFLOW_KEYS_DIR or their defaults)."""
-        return cls(sites_file=sites_file, state_dir=str(state_root()), keys_dir=str(keys_root()))
+    def here(cls, sites_file: str | None, keys_dir: str | None = None) -> "SiteLocation":
+        """This process's folders: FEDFLOW_STATE_DIR, and `keys_dir` (the federation's key folder,
+        which in simulation holds the sites' keys too) or FEDFLOW_KEYS_DIR, or their defaults."""
+        keys = Path(keys_dir).resolve() if keys_dir else keys_root()
+        return cls(sites_file=sites_file, state_dir=str(state_root()), keys_dir=str(keys))
 
 
 @functools.cache

@@ -205,7 +205,7 @@ def test_scaffold_is_refused_before_any_site_trains(language_env: str) -> None:
     config = _config(
         strategy={"name": "scaffold"}, local={"optimizer": "sgd", "batch_size": 8, "max_steps": 2}
     )
-    with pytest.raises(FedflowError, match="scaffold is not supported"):
+    with pytest.raises(FedflowError, match="task 'language' cannot be combined with strategy 'scaffold'"):
         federated_training(domain=DOMAIN, federation=config, run_name="lora-scaffold")
 
 
