@@ -45,9 +45,7 @@ from fedflow.federation.secure_round import (  # noqa: E402
 from fedflow.messages import Message  # noqa: E402
 from fedflow.params import encode  # noqa: E402
 from fedflow.secure_aggregation.masking import masked_payload, read_masked  # noqa: E402
-from fedflow.secure_aggregation.protocol import SiteSecrets  # noqa: E402
 from fedflow.site_agent import SiteAgent, SiteData, SiteSettings  # noqa: E402
-from fedflow.site_state import load_round_secrets  # noqa: E402
 from flows.site_agents import DomainValidator  # noqa: E402
 
 BITS = 24
@@ -113,14 +111,10 @@ def protocol_cost(sites: int, values: int, dropouts: int) -> dict[str, float]:
         masked: dict[str, tuple[np.ndarray, int]] = {}
         payload_bytes = 0
         for name in survivors:  # phase 3: each site's Mask step, then the coordinator's check
-            arrays = load_round_secrets(Path(folder) / "state", FEDERATION, name, settings.round)
-            assert arrays is not None
+            # What a site's train step does before masking: check the plan, record its members.
+            secrets = channel.inner.agents[name]._secrets(FEDERATION, settings.round, opened.plan)
             payload = masked_payload(
-                deltas[name],
-                site=name,
-                num_examples=1,
-                secrets=SiteSecrets.from_arrays(arrays),
-                plan=opened.plan,
+                deltas[name], site=name, num_examples=1, secrets=secrets, plan=opened.plan
             )
             payload_bytes += len(payload)
             masked[name] = (read_masked(payload, length=values, max_payload_bytes=2**40), 1)

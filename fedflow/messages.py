@@ -130,6 +130,11 @@ class AdvertiseReply(Message):
 
     kind: Literal["secagg-advertise-reply"] = "secagg-advertise-reply"
     public_keys: PublicKeys
+    signature: bytes = Field(
+        default=b"",
+        description="The site's Ed25519 signature of its keys, bound to federation, round and site "
+        "(empty when the site has no signing key).",
+    )
 
 
 class AdvertiseRequest(Message):
@@ -158,6 +163,12 @@ class ShareRequest(Message):
     roster: dict[str, PublicKeys]
     threshold: int = Field(ge=1)
     context: bytes
+    signatures: dict[str, bytes] = Field(
+        default_factory=dict, description="Each roster member's signature of its advertised keys."
+    )
+    require_signatures: bool = Field(
+        default=False, description="authentication.required: every member's keys must be signed."
+    )
 
 
 class UnmaskReply(Message):

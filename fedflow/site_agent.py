@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedflow.domain import DomainSpec
 from fedflow.errors import FedflowError
@@ -39,19 +40,22 @@ from fedflow.messages import (
 )
 from fedflow.params import get_weights
 from fedflow.privacy.site_audit import AuditInputs, local_audit_step
+from fedflow.secure_aggregation.advertised_keys import check_roster, sign_keys
 from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
 from fedflow.secure_aggregation.protocol import (
     SecureAggregationError,
     SiteSecrets,
+    check_members,
     plan_digest,
     reveal_shares,
     share_secrets,
 )
 from fedflow.seeding import derive_seed
-from fedflow.signing import load_private_key
+from fedflow.signing import load_private_key, load_public_key
 from fedflow.site import LocalSite, ModelFactory, SiteModels, build_global_model, read_site_data
 from fedflow.site_evaluation import Personalisation, local_evaluate_step
 from fedflow.site_state import (
+    claim_secure_aggregation_phase,
     forget_round_secrets,
     load_round_secrets,
     save_round_secrets,
@@ -69,6 +73,9 @@ from fedflow.validation_summary import (
 )
 
 _LOCAL_LOG = logging.getLogger("fedflow.site")
+# What a site records of a round's secure aggregation: the plan it shared under, the one it masked with.
+_SHARED_UNDER = "plan_digest"
+_MASKED_WITH = "masked_with_digest"
 
 
 class FrameValidator(Protocol):
@@ -326,62 +333,138 @@ class SiteAgent:
     # --- secure aggregation ------------------------------------------------------------------
 
     def advertise(self, request: AdvertiseRequest) -> AdvertiseReply:
-        """Phase 1: fresh key pairs and seed kept on the site's disk; public keys out."""
+        """Phase 1, once per round: fresh key pairs and seed kept on the site's disk; the public keys
+        out, signed with the site's own key when it has one."""
+        self._answer_once(request.federation_id, request.round, "advertise")
         secrets = SiteSecrets.generate()
         root = self.settings.state_dir
         save_round_secrets(root, request.federation_id, self.name, request.round, secrets.to_arrays())
-        return AdvertiseReply(public_keys=secrets.public())
+        keys = secrets.public()
+        signing = load_private_key(self.settings.keys_dir, self.name)
+        if signing is None:
+            return AdvertiseReply(public_keys=keys)
+        signature = sign_keys(
+            signing,
+            federation_id=request.federation_id,
+            round_number=request.round,
+            site=self.name,
+            keys=keys,
+        )
+        return AdvertiseReply(public_keys=keys, signature=signature)
 
     def share(self, request: ShareRequest) -> ShareReply:
-        """Phase 2: Shamir shares of the mask key and seed, encrypted for each roster member."""
+        """Phase 2, once per round: Shamir shares of the mask key and seed, encrypted for each roster
+        member, once every other member's keys are checked (and their signatures, see `_check_roster`)."""
         context = round_context(request.federation_id, request.round)
         if request.context != context:
             raise SecureAggregationError(
                 f"site {self.name!r}: the context is bound to another federation or round"
             )
         secrets = self._secrets(request.federation_id, request.round)
+        self._check_roster(request)
         shares = share_secrets(
             secrets, site=self.name, roster=request.roster, threshold=request.threshold, context=context
         )
+        self._answer_once(request.federation_id, request.round, "share")
         # Later phases must present this roster and threshold: the site remembers what it agreed to.
         agreed = np.frombuffer(plan_digest(request.roster, request.threshold, context), dtype=np.uint8).copy()
-        arrays = {**secrets.to_arrays(), "plan_digest": agreed}
+        arrays = {**secrets.to_arrays(), _SHARED_UNDER: agreed}
         save_round_secrets(self.settings.state_dir, request.federation_id, self.name, request.round, arrays)
         return ShareReply(ciphertexts=shares)
 
     def unmask(self, request: UnmaskRequest) -> UnmaskReply:
-        """Phase 4: the shares the coordinator needs to unmask the survivors' sum; answered once."""
-        secrets = self._secrets(request.federation_id, request.round, request.plan)
+        """Phase 4, once per round: the shares the coordinator needs to unmask the survivors' sum, only
+        under the plan this site masked with and for survivors among its members."""
+        arrays = self._round_secrets(request.federation_id, request.round)
+        self._check_plan(arrays, request.federation_id, request.round, request.plan)
+        masked_with = arrays.get(_MASKED_WITH)
+        if masked_with is None:
+            raise SecureAggregationError(
+                f"site {self.name!r} masked no update in round {request.round}; it reveals no shares"
+            )
+        if np.asarray(masked_with, dtype=np.uint8).tobytes() != request.plan.terms().digest():
+            raise SecureAggregationError(
+                f"site {self.name!r}: the members are not the ones it masked with; refusing to reveal shares"
+            )
         revealed = reveal_shares(
-            secrets,
+            SiteSecrets.from_arrays(arrays),
             site=self.name,
             ciphertexts=request.ciphertexts,
-            roster=request.plan.roster,
+            terms=request.plan.terms(),
             survivors=request.survivors,
-            threshold=request.plan.threshold,
-            context=request.plan.context,
         )
+        self._answer_once(request.federation_id, request.round, "unmask")
         forget_round_secrets(self.settings.state_dir, request.federation_id, self.name, request.round)
         return UnmaskReply(shares=revealed)
 
     def _secrets(
         self, federation_id: str, round_number: int, plan: SecureRoundPlan | None = None
     ) -> SiteSecrets:
-        """This round's secrets; with a `plan`, only if it is the roster and threshold shared under."""
+        """This round's secrets. With a `plan` (the train step, which masks with them; once per round):
+        only if it is the roster and threshold shared under, and the plan's members are then recorded,
+        so that unmasking answers only for the members the update was masked with."""
+        arrays = self._round_secrets(federation_id, round_number)
+        if plan is not None:
+            self._check_plan(arrays, federation_id, round_number, plan)
+            check_members(self.name, plan.terms())
+            self._answer_once(federation_id, round_number, "mask")
+            recorded = {**arrays, _MASKED_WITH: np.frombuffer(plan.terms().digest(), dtype=np.uint8).copy()}
+            save_round_secrets(self.settings.state_dir, federation_id, self.name, round_number, recorded)
+        return SiteSecrets.from_arrays(arrays)
+
+    def _round_secrets(self, federation_id: str, round_number: int) -> dict[str, np.ndarray]:
+        """What the site keeps of this round on its disk (keys, seed, what it agreed to)."""
         arrays = load_round_secrets(self.settings.state_dir, federation_id, self.name, round_number)
         if arrays is None:
             raise FedflowError(
                 f"site {self.name!r} holds no secure-aggregation keys for round {round_number}"
             )
-        if plan is not None:
-            if plan.context != round_context(federation_id, round_number):
-                raise SecureAggregationError(
-                    f"site {self.name!r}: the plan is bound to another federation or round"
-                )
-            agreed = arrays.get("plan_digest")
-            presented = plan_digest(plan.roster, plan.threshold, plan.context)
-            if agreed is None or np.asarray(agreed, dtype=np.uint8).tobytes() != presented:
-                raise SecureAggregationError(
-                    f"site {self.name!r}: the roster or threshold is not the one it shared under"
-                )
-        return SiteSecrets.from_arrays(arrays)
+        return dict(arrays)
+
+    def _check_plan(
+        self, arrays: dict[str, np.ndarray], federation_id: str, round_number: int, plan: SecureRoundPlan
+    ) -> None:
+        """Refuse a plan of another round, or with another roster or threshold than shared under."""
+        if plan.context != round_context(federation_id, round_number):
+            raise SecureAggregationError(
+                f"site {self.name!r}: the plan is bound to another federation or round"
+            )
+        agreed = arrays.get(_SHARED_UNDER)
+        presented = plan_digest(plan.roster, plan.threshold, plan.context)
+        if agreed is None or np.asarray(agreed, dtype=np.uint8).tobytes() != presented:
+            raise SecureAggregationError(
+                f"site {self.name!r}: the roster or threshold is not the one it shared under"
+            )
+
+    def _check_roster(self, request: ShareRequest) -> None:
+        """Every member's keys well formed; another member's signed by it where this site demands it:
+        for every member when the federation requires authentication, and, once this site signs its
+        own keys, for every member whose public key (`<member>.pub`) is in the site's key folder."""
+        keys_dir = self.settings.keys_dir
+        signs = (keys_dir / f"{self.name}.key").is_file()
+
+        def public_key_of(member: str) -> Ed25519PublicKey | None:
+            return load_public_key(keys_dir, member)
+
+        def demanded(member: str) -> bool:
+            if member == self.name:
+                return False  # its own keys are checked against its secrets when it shares
+            return request.require_signatures or (signs and public_key_of(member) is not None)
+
+        check_roster(
+            request.roster,
+            request.signatures,
+            federation_id=request.federation_id,
+            round_number=request.round,
+            public_key_of=public_key_of,
+            demanded=demanded,
+        )
+
+    def _answer_once(self, federation_id: str, round_number: int, phase: str) -> None:
+        """Refuse a phase of secure aggregation this site already answered in this round."""
+        root = self.settings.state_dir
+        if not claim_secure_aggregation_phase(root, federation_id, self.name, round_number, phase):
+            raise SecureAggregationError(
+                f"site {self.name!r} already answered the {phase} phase of round {round_number} of "
+                f"federation {federation_id!r}; each phase is answered once per round"
+            )

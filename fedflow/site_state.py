@@ -94,3 +94,23 @@ def load_round_secrets(root: Path, federation_id: str, site: str, round_number: 
 def forget_round_secrets(root: Path, federation_id: str, site: str, round_number: int) -> None:
     """Delete a round's secrets once the site answered the unmasking request: it answers only once."""
     _secrets_path(root, federation_id, site, round_number).unlink(missing_ok=True)
+
+
+def claim_secure_aggregation_phase(
+    root: Path, federation_id: str, site: str, round_number: int, phase: str
+) -> bool:
+    """Record that the site answers `phase` of this round's secure aggregation; False if it already did.
+
+    The record is a file created exclusively (atomic across threads and processes) and never
+    removed, so deleting the round's secrets after unmasking does not open the phases again.
+    """
+    if not phase.isalpha():
+        raise ValueError(f"secure-aggregation phase {phase!r} must be a plain word")
+    folder = _folder(root, federation_id, site)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        record = folder / f"secure-aggregation-round-{round_number}.{phase}"
+        os.close(os.open(record, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    return True

@@ -9,6 +9,7 @@ from fedflow.secure_aggregation.fixed_point import (
     encode_fixed_point,
 )
 from fedflow.secure_aggregation.protocol import (
+    RoundTerms,
     SecureAggregationError,
     SiteSecrets,
     expand_mask,
@@ -55,10 +56,8 @@ def _protocol(updates, *, max_dropouts, drop_after_sharing=(), silent_in_unmask=
             secrets[site],
             site=site,
             ciphertexts=inbox[site],
-            roster=roster,
+            terms=RoundTerms(roster=roster, members=tuple(sites), threshold=threshold, context=CONTEXT),
             survivors=survivors,
-            threshold=threshold,
-            context=CONTEXT,
         )
         for site in survivors
         if site not in silent_in_unmask
@@ -142,11 +141,12 @@ def test_a_tampered_share_is_refused() -> None:
         for sender in sites
     }
     forged = dict(inbox, a=inbox["a"][:-1] + bytes([inbox["a"][-1] ^ 1]))
-    common = {"site": "b", "roster": roster, "survivors": sites, "threshold": 2}
+    terms = RoundTerms(roster=roster, members=tuple(sites), threshold=2, context=CONTEXT)
     with pytest.raises(SecureAggregationError, match="does not authenticate"):
-        reveal_shares(secrets["b"], ciphertexts=forged, context=CONTEXT, **common)
+        reveal_shares(secrets["b"], site="b", ciphertexts=forged, terms=terms, survivors=sites)
     with pytest.raises(SecureAggregationError, match="does not authenticate"):  # replayed into another round
-        reveal_shares(secrets["b"], ciphertexts=inbox, context=b"fed-test|round=4", **common)
+        replayed = RoundTerms(roster=roster, members=tuple(sites), threshold=2, context=b"fed-test|round=4")
+        reveal_shares(secrets["b"], site="b", ciphertexts=inbox, terms=replayed, survivors=sites)
 
 
 def test_sites_refuse_plans_that_would_expose_them() -> None:
@@ -169,26 +169,25 @@ def test_sites_refuse_plans_that_would_expose_them() -> None:
             secrets["b"],
             site="b",
             ciphertexts=inbox,
-            roster=roster,
+            terms=RoundTerms(roster=roster, members=tuple(sites), threshold=2, context=CONTEXT),
             survivors=sites,
-            threshold=2,
-            context=CONTEXT,
         )
 
 
 def test_a_site_refuses_a_roster_it_did_not_share_under(healthcare, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from site_helpers import site_agent
+    from site_helpers import FEDERATION, prepared_agent, site_agent
 
     from fedflow.messages import AdvertiseRequest, ShareRequest, UnmaskRequest
     from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
 
     sites = ["cleveland", "hungary", "switzerland"]
     agents = {s: site_agent(healthcare, s, tmp_path / s) for s in sites}
-    context = round_context("fed", 1)
-    advertise = AdvertiseRequest(federation_id="fed", round=1)
+    agents["hungary"], train = prepared_agent(healthcare, "hungary", tmp_path / "hungary")
+    context = round_context(FEDERATION, 1)
+    advertise = AdvertiseRequest(federation_id=FEDERATION, round=1)
     roster = {s: agents[s].advertise(advertise).public_keys for s in sites}
     inbox: dict[str, dict[str, bytes]] = {s: {} for s in sites}
-    share = ShareRequest(federation_id="fed", round=1, roster=roster, threshold=2, context=context)
+    share = ShareRequest(federation_id=FEDERATION, round=1, roster=roster, threshold=2, context=context)
     for sender in sites:
         for recipient, blob in agents[sender].share(share).ciphertexts.items():
             inbox[recipient][sender] = blob
@@ -200,17 +199,18 @@ def test_a_site_refuses_a_roster_it_did_not_share_under(healthcare, tmp_path) ->
         fraction_bits=BITS,
         weighted_by_examples=True,
     )
+    agents["hungary"].train(train.model_copy(update={"secure": honest}))  # it masks under the honest plan
 
     def unmask(plan: SecureRoundPlan) -> dict[str, bytes]:
         request = UnmaskRequest(
-            federation_id="fed", round=1, ciphertexts=inbox["hungary"], plan=plan, survivors=sites
+            federation_id=FEDERATION, round=1, ciphertexts=inbox["hungary"], plan=plan, survivors=sites
         )
         return agents["hungary"].unmask(request).shares
 
     with pytest.raises(SecureAggregationError, match="not the one it shared under"):
         unmask(honest.model_copy(update={"threshold": 3}))
     with pytest.raises(SecureAggregationError, match="another federation or round"):
-        unmask(honest.model_copy(update={"context": round_context("fed", 2)}))
+        unmask(honest.model_copy(update={"context": round_context(FEDERATION, 2)}))
     assert set(unmask(honest)) == set(sites)
     with pytest.raises(Exception, match="holds no secure-aggregation keys"):  # it answers only once
         unmask(honest)

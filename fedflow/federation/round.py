@@ -113,6 +113,7 @@ def _secure_settings(running: RunningFederation, round_number: int) -> SecureRou
         weighted_by_examples=not running.private
         and getattr(running.strategy, "weighting", "examples") == "examples",
         min_sites=config.min_sites,
+        signing_keys=running.public_keys if config.authentication.required else None,
     )
 
 

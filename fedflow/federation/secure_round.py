@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedflow.config import SecureAggregationConfig
 from fedflow.errors import InsufficientSitesError
-from fedflow.federation.channel import SiteChannel, gather
+from fedflow.federation.channel import SiteChannel, failure_reason, gather
 from fedflow.messages import (
     AdvertiseReply,
     AdvertiseRequest,
@@ -22,8 +23,9 @@ from fedflow.messages import (
     UnmaskRequest,
 )
 from fedflow.params import NamedArrays
+from fedflow.secure_aggregation.advertised_keys import key_problem, signature_problem
 from fedflow.secure_aggregation.masking import SecureRoundPlan, mean_delta_from_sum, round_context
-from fedflow.secure_aggregation.protocol import threshold_for, unmask_sum
+from fedflow.secure_aggregation.protocol import PublicKeys, threshold_for, unmask_sum
 from fedflow.update import DecodedUpdate
 
 AGGREGATE_SITE = "secure-aggregate"
@@ -39,6 +41,8 @@ class SecureRoundSettings:
     config: SecureAggregationConfig
     weighted_by_examples: bool
     min_sites: int
+    # authentication.required: each site's registered public key (None: advertised keys need no signature).
+    signing_keys: Mapping[str, Ed25519PublicKey | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,21 +54,57 @@ class OpenedRound:
     failed: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Roster:
+    """The sites whose advertised keys were accepted, their signatures, and why others were not."""
+
+    keys: dict[str, PublicKeys]
+    signatures: dict[str, bytes]
+    excluded: dict[str, str]
+
+
+def accepted_roster(advertised: Mapping[str, AdvertiseReply], settings: SecureRoundSettings) -> Roster:
+    """Phase 1's replies checked one by one: a malformed key, or (with authentication required) keys
+    not signed by the site's registered key, exclude that site from the round, never the round."""
+    roster = Roster(keys={}, signatures={}, excluded={})
+    for site, reply in advertised.items():
+        problem = key_problem(reply.public_keys)
+        if problem is None and settings.signing_keys is not None:
+            problem = signature_problem(
+                settings.signing_keys.get(site),
+                reply.signature,
+                federation_id=settings.federation_id,
+                round_number=settings.round,
+                site=site,
+                keys=reply.public_keys,
+            )
+        if problem is not None:
+            roster.excluded[site] = f"excluded from secure aggregation: {problem}"
+            continue
+        roster.keys[site] = reply.public_keys
+        if reply.signature:
+            roster.signatures[site] = reply.signature
+    return roster
+
+
 def open_secure_round(chosen: list[str], settings: SecureRoundSettings, channel: SiteChannel) -> OpenedRound:
-    """Phases 1 and 2: collect the sites' public keys, then route their encrypted shares."""
+    """Phases 1 and 2: collect and check the sites' public keys, then route their encrypted shares."""
     context = round_context(settings.federation_id, settings.round)
     advertise = AdvertiseRequest(federation_id=settings.federation_id, round=settings.round)
     advertised, errors = gather(channel.send(dict.fromkeys(chosen, advertise)), AdvertiseReply)
-    roster = {site: reply.public_keys for site, reply in advertised.items()}
-    failed = {site: _failure(error) for site, error in errors.items()}
+    accepted = accepted_roster(advertised, settings)
+    roster = accepted.keys
+    failed = {site: _failure(error) for site, error in errors.items()} | accepted.excluded
     threshold = threshold_for(len(roster), settings.config.max_dropouts)
-    _require(len(roster), max(settings.min_sites, threshold), settings.round, "advertised keys")
+    _require(len(roster), max(settings.min_sites, threshold), settings.round, "advertised valid keys")
     request = ShareRequest(
         federation_id=settings.federation_id,
         round=settings.round,
         roster=roster,
         threshold=threshold,
         context=context,
+        signatures=accepted.signatures,
+        require_signatures=settings.signing_keys is not None,
     )
     shared, errors = gather(channel.send(dict.fromkeys(roster, request)), ShareReply)
     failed.update({site: _failure(error) for site, error in errors.items()})
@@ -138,7 +178,7 @@ def close_secure_round(
 
 
 def _failure(error: BaseException) -> str:
-    return f"secure aggregation step failed ({type(error).__name__}); see the site's log"
+    return failure_reason(error, "secure-aggregation step")
 
 
 def _require(available: int, needed: int, round_number: int, what: str) -> None:

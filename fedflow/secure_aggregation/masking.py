@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from fedflow.errors import PayloadError
 from fedflow.params import NamedArrays, decode, encode, flatten, unflatten
 from fedflow.secure_aggregation.fixed_point import decode_fixed_point, encode_fixed_point
-from fedflow.secure_aggregation.protocol import PublicKeys, SiteSecrets, mask_update
+from fedflow.secure_aggregation.protocol import PublicKeys, RoundTerms, SiteSecrets, mask_update
 
 MASKED = "masked"
 
@@ -24,6 +24,12 @@ class SecureRoundPlan(BaseModel):
     context: bytes
     fraction_bits: int
     weighted_by_examples: bool
+
+    def terms(self) -> RoundTerms:
+        """What a site masks and unmasks under: roster, members, threshold, round."""
+        return RoundTerms(
+            roster=self.roster, members=self.members, threshold=self.threshold, context=self.context
+        )
 
 
 def round_context(federation_id: str, round_number: int) -> bytes:

@@ -10,6 +10,10 @@ Round r, sites U (sorted by name, indices 1..n), threshold t:
 4. unmask: the surviving sites reveal their shares of b for survivors and of the mask key for
    the sites that dropped after phase 2; with t shares per secret the coordinator removes every
    self mask and the dropped sites' leftover pairwise masks, and is left with the plain sum.
+
+A site binds what it agreed to: the roster, threshold and round when it shares, the members when
+it masks (`RoundTerms`); it reveals only for survivors among those members, itself included.
+Checking the advertised keys (well formed, signed by their sites) is `advertised_keys.py`.
 """
 
 import hashlib
@@ -108,12 +112,32 @@ def expand_mask(seed: bytes, length: int) -> np.ndarray:
     return np.frombuffer(encryptor.update(b"\x00" * (8 * length)), dtype=np.uint64).copy()
 
 
-def plan_digest(roster: Mapping[str, PublicKeys], threshold: int, context: bytes) -> bytes:
-    """What a site agreed to when it shared its secrets; later phases must present the same."""
+def plan_digest(
+    roster: Mapping[str, PublicKeys], threshold: int, context: bytes, members: Iterable[str] | None = None
+) -> bytes:
+    """What a site agreed to: the roster, threshold and round it shared under (and, once it masked,
+    the members it masked with); later phases must present the same."""
     digest = hashlib.sha256(context + b"|" + str(threshold).encode())
     for site in sorted(roster):
         digest.update(b"|" + site.encode() + b"=" + roster[site].cipher + roster[site].mask)
+    if members is not None:
+        # Names cannot contain "\x00": the list is read back unambiguously.
+        digest.update(b"|members=" + b"\x00".join(site.encode() for site in sorted(set(members))))
     return digest.digest()
+
+
+@dataclass(frozen=True)
+class RoundTerms:
+    """What a site masked under: the roster, the members that mask, the threshold and the round."""
+
+    roster: Mapping[str, PublicKeys]
+    members: tuple[str, ...]
+    threshold: int
+    context: bytes
+
+    def digest(self) -> bytes:
+        """The plan digest with the members: what the site records when it masks."""
+        return plan_digest(self.roster, self.threshold, self.context, self.members)
 
 
 def holder_indices(roster: Iterable[str]) -> dict[str, int]:
@@ -136,6 +160,10 @@ def share_secrets(
     """Phase 2: encrypted shares of the site's mask key and self seed, one per roster member."""
     if site not in roster:
         raise SecureAggregationError(f"site {site!r} is not in this round's roster")
+    if roster[site] != secrets.public():
+        raise SecureAggregationError(
+            f"site {site!r}: the roster does not carry the keys this site advertised (substituted keys)"
+        )
     if not len(roster) // 2 < threshold <= len(roster):
         raise SecureAggregationError(
             f"threshold {threshold} for {len(roster)} sites must be a strict majority: a smaller one "
@@ -154,6 +182,20 @@ def share_secrets(
     return out
 
 
+def check_members(site: str, terms: RoundTerms) -> None:
+    """Refuse to mask with members that leave this site out, reach outside the roster, or are
+    fewer than the threshold (the sum of too few updates protects nothing)."""
+    maskers = set(terms.members)
+    if site not in maskers or not maskers <= set(terms.roster):
+        raise SecureAggregationError(
+            f"site {site!r} did not share its keys this round, or the members are wrong"
+        )
+    if len(maskers) < terms.threshold:
+        raise SecureAggregationError(
+            f"only {len(maskers)} site(s) would mask; the threshold is {terms.threshold}"
+        )
+
+
 def mask_update(
     encoded: np.ndarray,
     secrets: SiteSecrets,
@@ -170,12 +212,9 @@ def mask_update(
     Fewer than `threshold` members is refused: the sum of too few updates protects nothing.
     """
     maskers = set(roster if members is None else members)
-    if site not in maskers or not maskers <= set(roster):
-        raise SecureAggregationError(
-            f"site {site!r} did not share its keys this round, or the members are wrong"
-        )
-    if len(maskers) < threshold:
-        raise SecureAggregationError(f"only {len(maskers)} site(s) would mask; the threshold is {threshold}")
+    check_members(
+        site, RoundTerms(roster=roster, members=tuple(maskers), threshold=threshold, context=context)
+    )
     masked: np.ndarray = np.asarray(encoded, dtype=np.uint64) + expand_mask(secrets.self_seed, encoded.size)
     for other, keys in roster.items():
         if other == site or other not in maskers:
@@ -192,38 +231,53 @@ def reveal_shares(
     *,
     site: str,
     ciphertexts: Mapping[str, bytes],
-    roster: Mapping[str, PublicKeys],
+    terms: RoundTerms,
     survivors: Iterable[str],
-    threshold: int,
-    context: bytes,
 ) -> dict[str, bytes]:
-    """Phase 4 at a site: per sender, its share of b (sender survived) or of its mask key (dropped).
+    """Phase 4 at a site: per member, its share of b (member survived) or of its mask key (dropped).
 
-    A site never reveals both for one sender, and refuses when fewer than t sites survived.
+    A site never reveals both for one sender; it reveals only for the members it masked with, and
+    only when the survivors are at least t of those members, itself among them (a survivor set
+    outside the members would let the coordinator strip this site's pairwise masks).
     """
-    alive = set(survivors)
+    alive, members = set(survivors), set(terms.members)
+    _check_survivors(site, alive, members, terms)
     if not alive <= set(ciphertexts):
         # A survivor must have shared its secrets with this site (be a member of phase 2).
         raise SecureAggregationError(
             f"survivors {sorted(alive - set(ciphertexts))} did not share with this site"
         )
-    if len(alive) < threshold:
-        raise SecureAggregationError(
-            f"only {len(alive)} site(s) survived but the threshold is {threshold}; refusing to reveal shares"
-        )
     out: dict[str, bytes] = {}
     for sender, blob in ciphertexts.items():
-        if sender not in roster:
-            continue
-        key = _agree(secrets.cipher_key, roster[sender].cipher, purpose=b"share", context=context)
+        if sender not in members:
+            continue  # the coordinator needs no secret of a site that did not mask with this one
+        key = _agree(secrets.cipher_key, terms.roster[sender].cipher, purpose=b"share", context=terms.context)
         try:
             plaintext = AESGCM(key).decrypt(
-                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(context, sender, site)
+                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(terms.context, sender, site)
             )
         except Exception as error:  # InvalidTag: forged, replayed or misrouted
             raise SecureAggregationError(f"the share from site {sender!r} does not authenticate") from error
         out[sender] = plaintext[:SHARE_BYTES] if sender in alive else plaintext[SHARE_BYTES:]
     return out
+
+
+def _check_survivors(site: str, alive: set[str], members: set[str], terms: RoundTerms) -> None:
+    """Refuse a survivor set this site must not reveal shares for."""
+    if not members <= set(terms.roster):
+        raise SecureAggregationError(f"members {sorted(members - set(terms.roster))} are not in the roster")
+    if site not in alive:
+        raise SecureAggregationError(f"site {site!r} is asked to unmask but is not among the survivors")
+    if not alive <= members:
+        raise SecureAggregationError(
+            f"survivors {sorted(alive - members)} are not among the members site {site!r} masked with; "
+            "refusing to reveal shares"
+        )
+    if len(alive) < terms.threshold:
+        raise SecureAggregationError(
+            f"only {len(alive)} site(s) survived but the threshold is {terms.threshold}; "
+            "refusing to reveal shares"
+        )
 
 
 def unmask_sum(
