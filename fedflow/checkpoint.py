@@ -1,10 +1,12 @@
 """What a coordinator persists after every round so that a killed run can continue exactly.
 
 A checkpoint folder holds `state.json` (round, run ids, config, eligible sites, preprocessing,
-class weights, champion, metric history) and, per round r, `global-r.safetensors` (the global
-weights) and `strategy-r.safetensors` (the server state). The round's tensor files are written
-first and `state.json` (which names the round) last, each through a temporary name and a
-rename: a kill at any point leaves a state.json that names one complete, consistent round.
+class weights, champion, metric history), `noise.key` (the coordinator's secret DP noise key,
+readable by its owner only: it never goes to MLflow, a message or a log) and, per round r,
+`global-r.safetensors` (the global weights) and `strategy-r.safetensors` (the server state).
+The noise key is written first, then the round's tensor files, and `state.json` (which names the round)
+last, each through a temporary name and a rename: a kill at any point leaves a state.json that names one
+complete, consistent round.
 """
 
 import os
@@ -18,6 +20,7 @@ from fedflow.params import NamedArrays, decode, encode
 from fedflow.tabular import Preprocessor
 
 STATE_FILE = "state.json"
+NOISE_KEY_FILE = "noise.key"
 _KEEP_ROUNDS = 2  # tensor files of older rounds are removed
 
 
@@ -88,6 +91,26 @@ def save_checkpoint(checkpoint: RoundCheckpoint, weights: NamedArrays, strategy_
     for name in (_weights_file(stale), _strategy_file(stale)):
         (folder / name).unlink(missing_ok=True)
     return folder
+
+
+def save_noise_key(federation_id: str, key: bytes) -> None:
+    """Keep the coordinator's noise key beside the checkpoint, readable by its owner only."""
+    folder = checkpoint_dir(federation_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / NOISE_KEY_FILE
+    if path.is_file() and path.read_bytes() == key:
+        return
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(key)
+    os.replace(temporary, path)
+
+
+def load_noise_key(federation_id: str) -> bytes | None:
+    """The coordinator's noise key of a federation, or None (a checkpoint from before secret noise)."""
+    path = checkpoint_dir(federation_id) / NOISE_KEY_FILE
+    return path.read_bytes() if path.is_file() else None
 
 
 def load_checkpoint(federation_id: str) -> tuple[RoundCheckpoint, NamedArrays, NamedArrays]:

@@ -115,6 +115,12 @@ class PrivacyConfig(BaseModel):
     target_epsilon: float | None = Field(
         default=None, gt=0, description="End the run cleanly before a round would spend more than this."
     )
+    reproducible_noise: bool = Field(
+        default=False,
+        description="Experiments only: draw every DP noise (central, distributed, DP-SGD) from the "
+        "federation's seed, so anyone who knows the seed can remove it. Off: each party's secret key. "
+        "Refused in cross-silo runs and by served sites.",
+    )
 
 
 class CompressionConfig(BaseModel):

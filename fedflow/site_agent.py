@@ -60,6 +60,7 @@ from fedflow.site_state import (
     load_round_secrets,
     save_round_secrets,
     save_site_state,
+    site_noise_key,
     state_for_round,
 )
 from fedflow.tasks import TaskKind, get_task
@@ -107,6 +108,7 @@ class SiteSettings:
     state_dir: Path
     keys_dir: Path
     accepts_simulated_attacks: bool = True  # simulation only: a served site refuses them
+    accepts_reproducible_noise: bool = True  # simulation only: a served site refuses seeded DP noise
 
 
 def _scrub(message: str, path: Path | None) -> str:
@@ -275,6 +277,8 @@ class SiteAgent:
             secure_aggregation=None
             if request.secure is None
             else self._secrets(request.federation_id, request.round, request.secure),
+            noise=site_noise_key(self.settings.state_dir, request.federation_id, self.name),
+            accepts_reproducible_noise=self.settings.accepts_reproducible_noise,
         )
         steps = update_path(
             request, site=self.name, task=self.task, num_classes=max(self.task.output_dim(spec), 2), keys=keys

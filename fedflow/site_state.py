@@ -7,9 +7,11 @@ state as the first time, so a resumed run ends with the same model as an uninter
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 from fedflow.params import NamedArrays, decode, encode
+from fedflow.privacy.noise_source import KEY_BYTES, new_noise_key
 
 _ROUND_FILE = re.compile(r"^round-(\d+)\.safetensors$")
 
@@ -114,3 +116,31 @@ def claim_secure_aggregation_phase(
     except FileExistsError:
         return False
     return True
+
+
+_NOISE_KEY_FILE = "noise.key"
+
+
+def site_noise_key(root: Path, federation_id: str, site: str) -> bytes:
+    """The site's secret noise key for a federation: made once (os.urandom), kept here, never sent."""
+    folder = _folder(root, federation_id, site)
+    path = folder / _NOISE_KEY_FILE
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f"{_NOISE_KEY_FILE}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        # Readable by the site's own user only, from the first byte written.
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(new_noise_key())
+        try:
+            os.link(temporary, path)  # atomic, and never replaces a key another call made first
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise ValueError(
+            f"site {site!r}: the noise key of federation {federation_id!r} in its state folder is damaged "
+            f"({len(key)} bytes, not {KEY_BYTES})"
+        )
+    return key

@@ -136,6 +136,17 @@ def _tracker(
     )
 
 
+def _refuse_seeded_noise_across_silos(config: FederationConfig, transport: TransportConfig) -> None:
+    """Cross-silo, every party draws DP noise from its own secret key: seeded noise is refused."""
+    if transport.mode == "cross-silo" and config.privacy.reproducible_noise:
+        raise FedflowError(
+            "privacy.reproducible_noise is for experiments only: noise drawn from the federation's seed "
+            "can be removed by anyone who knows the seed, and the seed travels to every site and is an "
+            "MLflow param. A cross-silo federation draws its DP noise from each party's own secret key "
+            "(served sites refuse seeded noise too): turn privacy.reproducible_noise off."
+        )
+
+
 def _channel(loaded: Domain, resolved: "Resolved", transport: TransportConfig) -> SiteChannel:
     if transport.mode == "cross-silo":
         return DeploymentChannel(loaded.name, transport)
@@ -252,6 +263,7 @@ def federated_training(
     )
     _site_names(loaded, request.sites)  # unknown sites fail before anything is recorded
     resolved = _resolve(loaded, request, log)
+    _refuse_seeded_noise_across_silos(resolved.config, request.transport)
     tracker = _tracker(loaded, resolved.federation_id, resolved.config, resolved.resume)
     recorder = TrackingRecorder(tracker=tracker, domain=loaded, federation_id=resolved.federation_id, log=log)
     channel = _channel(loaded, resolved, request.transport)

@@ -106,5 +106,6 @@ def served_agent() -> SiteAgent:
         state_dir=Path(served.state_dir) if served.state_dir else state_root(),
         keys_dir=Path(served.keys_dir) if served.keys_dir else keys_root(),
         accepts_simulated_attacks=False,
+        accepts_reproducible_noise=False,
     )
     return SiteAgent(settings)

@@ -2,7 +2,9 @@
 
 `tests/behaviour_digests.json` holds the SHA-256 of each run's final global weights, recorded
 before the round protocol moved into the engine (main at 3a5af3b); `test_behaviour_digests.py`
-runs them again and compares. Record anew only for a change that is meant to alter results:
+runs them again and compares. The DP runs ask for `privacy.reproducible_noise` (noise from the
+seed, as at 3a5af3b): secret noise, the default, differs on every run by design. Record anew
+only for a change that is meant to alter results:
 
     .venv/bin/python tests/behaviour_runs.py --record
 """
@@ -71,13 +73,26 @@ RUNS: dict[str, tuple[str, dict[str, object]]] = {
         "healthcare",
         _healthcare(
             rounds=2,
-            privacy={"mode": "distributed", "clip_norm": 1.0, "noise_multiplier": 0.5},
+            privacy={
+                "mode": "distributed",
+                "clip_norm": 1.0,
+                "noise_multiplier": 0.5,
+                "reproducible_noise": True,
+            },
             secure_aggregation={"enabled": True},
         ),
     ),
     "healthcare-central-dp": (
         "healthcare",
-        _healthcare(rounds=2, privacy={"mode": "central", "clip_norm": 1.0, "noise_multiplier": 0.5}),
+        _healthcare(
+            rounds=2,
+            privacy={
+                "mode": "central",
+                "clip_norm": 1.0,
+                "noise_multiplier": 0.5,
+                "reproducible_noise": True,
+            },
+        ),
     ),
     "healthcare-topk": (
         "healthcare",

@@ -13,6 +13,7 @@ from fedflow.aggregate import l2_norm
 from fedflow.config import FederationConfig, PrivacyConfig, StrategyConfig
 from fedflow.privacy.accountant import PrivacyAccountant
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
+from fedflow.privacy.noise_source import SeededNoise
 
 
 def test_clip_and_noise() -> None:
@@ -23,18 +24,29 @@ def test_clip_and_noise() -> None:
     # m = 4 sites: each adds sd sigma*C/2, so the sum's noise has sd sigma*C.
     assert per_update_noise_std(clip_norm=2.0, noise_multiplier=1.5, sites_in_round=4) == pytest.approx(1.5)
     big = {"w": np.zeros(200_000, np.float32)}
-    noisy = add_gaussian_noise(big, std=0.5, seed=1)["w"]
+    noisy = add_gaussian_noise(big, std=0.5, source=SeededNoise(seed=1))["w"]
     assert noisy.std() == pytest.approx(0.5, rel=0.01)
-    assert np.array_equal(noisy, add_gaussian_noise(big, std=0.5, seed=1)["w"])
+    assert np.array_equal(noisy, add_gaussian_noise(big, std=0.5, source=SeededNoise(seed=1))["w"])
 
 
 def test_noise_does_not_depend_on_the_order_of_the_names() -> None:
-    # Decoded payloads come back in varying key order; the same seed must give the same noise.
+    # Decoded payloads come back in varying key order; the same stream must give the same noise.
+    from fedflow.privacy.noise_source import NoiseKey, NoiseSource
+
     forward = {"a": np.zeros(3, np.float32), "b": np.zeros(2, np.float32)}
     backward = {"b": np.zeros(2, np.float32), "a": np.zeros(3, np.float32)}
-    one, two = add_gaussian_noise(forward, std=1.0, seed=7), add_gaussian_noise(backward, std=1.0, seed=7)
-    for name in forward:
-        np.testing.assert_array_equal(one[name], two[name])
+    key = NoiseKey(secret=bytes(range(32)))
+    sources: list[tuple[NoiseSource, NoiseSource]] = [
+        (SeededNoise(seed=7), SeededNoise(seed=7)),
+        (key.source("dp", 1, "a"), key.source("dp", 1, "a")),
+    ]
+    for first, second in sources:
+        one, two = (
+            add_gaussian_noise(forward, std=1.0, source=first),
+            add_gaussian_noise(backward, std=1.0, source=second),
+        )
+        for name in forward:
+            np.testing.assert_array_equal(one[name], two[name])
 
 
 def test_accountant_matches_opacus_and_grows() -> None:

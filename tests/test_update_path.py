@@ -10,6 +10,7 @@ from domains import Domain
 from fedflow.compression import build_codec
 from fedflow.config import CompressionConfig, LocalTrainConfig, PrivacyConfig
 from fedflow.errors import FedflowError
+from fedflow.privacy.noise_source import NoiseKey, new_noise_key
 from fedflow.secure_aggregation.masking import SecureRoundPlan, round_context
 from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.strategies.base import NoClientHook
@@ -34,9 +35,11 @@ def _plan(secrets: SiteSecrets) -> SecureRoundPlan:
 
 def test_steps_in_a_wrong_order_are_refused_before_anything_runs() -> None:
     secrets = SiteSecrets.generate()
-    noise = DistributedNoise(privacy=PrivacyConfig(mode="distributed"), sites_in_round=2)
+    noise = DistributedNoise(
+        privacy=PrivacyConfig(mode="distributed"), sites_in_round=2, noise=NoiseKey(secret=new_noise_key())
+    )
     codec = build_codec("topk", {"fraction": 0.1})
-    train = Train(task=get_task("binary"), config=LocalTrainConfig(), hook=NoClientHook())
+    train = Train(task=get_task("binary"), config=LocalTrainConfig(), hook=NoClientHook(), noise=None)
     with pytest.raises(UpdatePathError, match="'distributed-noise' needs \\['clipped'\\]"):
         check_update_path([train, noise])
     with pytest.raises(UpdatePathError, match="'mask' cannot follow a step that provides \\['compressed'\\]"):
@@ -71,7 +74,7 @@ def test_the_chain_a_request_asks_for(healthcare: Domain, tmp_path: Path) -> Non
             "compression": CompressionConfig(codec="topk", options={"fraction": 0.1}),
         }
     )
-    keys = SiteKeys(signing=Ed25519PrivateKey.generate())
+    keys = SiteKeys(signing=Ed25519PrivateKey.generate(), noise=new_noise_key())
     names = [s.name for s in update_path(private, site="cleveland", task=task, num_classes=2, keys=keys)]
     assert names == ["train", "clip", "distributed-noise", "compress", "encode", "sign"]
     plain = [

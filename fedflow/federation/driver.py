@@ -37,7 +37,12 @@ def _state(running: RunningFederation, round_number: int) -> FederationState:
     )
     # Copies: the strategy keeps stepping while the recorder persists this round in the background.
     strategy_state = {k: v.copy() for k, v in running.strategy.state().items()}
-    return FederationState(checkpoint=checkpoint, weights=running.weights, strategy_state=strategy_state)
+    return FederationState(
+        checkpoint=checkpoint,
+        weights=running.weights,
+        strategy_state=strategy_state,
+        noise_key=running.noise_key,
+    )
 
 
 def _record(running: RunningFederation, round_number: int, outcome: RoundOutcome, recorder: Recorder) -> None:

@@ -20,7 +20,7 @@ from fedflow.federation.secure_round import (
 )
 from fedflow.messages import EvaluateReply, EvaluateRequest, SiteRows, TrainReply, TrainRequest
 from fedflow.params import encode
-from fedflow.privacy.central_noise import privatise
+from fedflow.privacy.central_noise import central_noise_source, privatise
 from fedflow.rounds import (
     LISTED_SITES,
     Expected,
@@ -237,7 +237,13 @@ def _aggregate(
             privatise(
                 update,
                 privacy,
-                noise_seed=derive_seed(running.plan.config.seed, "dp-central", round_number, update.site),
+                noise=central_noise_source(
+                    privacy,
+                    key=running.noise_key,
+                    seed=running.plan.config.seed,
+                    round_number=round_number,
+                    site=update.site,
+                ),
                 sites_in_round=len(chosen),
                 summed=summed if update.site == AGGREGATE_SITE else 0,
             )

@@ -32,6 +32,7 @@ class RunningFederation:
     champion_metric: str
     higher_is_better: bool
     weights: NamedArrays
+    noise_key: bytes = field(default=b"", repr=False)  # the coordinator's secret DP noise key
     completed: int = 0  # the last completed round
     last_accepted: dict[str, int] = field(default_factory=dict)  # per site: its last kept update
     history: list[dict[str, float]] = field(default_factory=list)

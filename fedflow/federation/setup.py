@@ -19,6 +19,7 @@ from fedflow.federation.running import RunningFederation
 from fedflow.local import balanced_class_weights
 from fedflow.params import NamedArrays, check_compatible, decode, encode
 from fedflow.privacy.accountant import PrivacyAccountant
+from fedflow.privacy.noise_source import new_noise_key
 from fedflow.rounds import initial_weights
 from fedflow.seeding import derive_seed
 from fedflow.signing import keys_root, load_public_key
@@ -120,6 +121,24 @@ def _eligible(plan: FederationPlan, prepared: Preparation, log: Log) -> list[str
     return [site for site in plan.resume.checkpoint.eligible if site in prepared.eligible]
 
 
+def _noise_key(plan: FederationPlan, log: Log) -> bytes:
+    """The coordinator's secret noise key: made when the federation starts, restored on resume."""
+    if plan.resume is not None and plan.resume.noise_key:
+        return plan.resume.noise_key
+    if plan.resume is not None and plan.config.privacy.mode == "central":
+        log.warning("the checkpoint holds no noise key (made before secret noise): new rounds use a new one")
+    return new_noise_key()
+
+
+def _noise_note(plan: FederationPlan, recorder: Recorder) -> None:
+    """Say in the run's tags where its DP noise comes from: secret keys, or the seed (experiments)."""
+    config = plan.config
+    if config.privacy.reproducible_noise:
+        recorder.note(Note(tags={"fedflow.noise": "reproducible (experiments only)"}))
+    elif config.privacy.mode != "off" or config.local.dp_sgd is not None:
+        recorder.note(Note(tags={"fedflow.noise": "secret (each party's own key)"}))
+
+
 def set_up(plan: FederationPlan, prepared: Preparation, recorder: Recorder, log: Log) -> RunningFederation:
     """Everything round 1 (or the first round after a resume) needs."""
     config, spec = plan.config, plan.domain.spec
@@ -136,6 +155,7 @@ def set_up(plan: FederationPlan, prepared: Preparation, recorder: Recorder, log:
         seed=derive_seed(config.seed, "init"),
     )
     _frozen_base(plan, task, fresh, recorder)
+    _noise_note(plan, recorder)
     eligible = _eligible(plan, prepared, log)
     keys = Path(config.authentication.keys_dir) if config.authentication.keys_dir else keys_root()
     champion_metric = spec.champion_metric or task.default_champion_metric
@@ -160,6 +180,7 @@ def set_up(plan: FederationPlan, prepared: Preparation, recorder: Recorder, log:
         champion_metric=champion_metric,
         higher_is_better=champion_metric in HIGHER_IS_BETTER,
         weights=_starting_weights(plan, fresh),
+        noise_key=_noise_key(plan, log),
     )
     running.strategy.setup(running.weights, num_sites=len(eligible))
     if plan.resume is not None:

@@ -4,11 +4,22 @@ import dataclasses
 
 from fedflow.config import PrivacyConfig
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
+from fedflow.privacy.noise_source import NoiseKey, NoiseSource, SeededNoise
+from fedflow.seeding import derive_seed
 from fedflow.update import DecodedUpdate
 
 
+def central_noise_source(
+    privacy: PrivacyConfig, *, key: bytes, seed: int, round_number: int, site: str
+) -> NoiseSource:
+    """The noise for one update: from the coordinator's secret key, or (experiments) from the seed."""
+    if privacy.reproducible_noise:
+        return SeededNoise(seed=derive_seed(seed, "dp-central", round_number, site))
+    return NoiseKey(secret=key).source("dp-central", round_number, site)
+
+
 def privatise(
-    update: DecodedUpdate, privacy: PrivacyConfig, *, noise_seed: int, sites_in_round: int, summed: int = 0
+    update: DecodedUpdate, privacy: PrivacyConfig, *, noise: NoiseSource, sites_in_round: int, summed: int = 0
 ) -> DecodedUpdate:
     """The update as DP-FedAvg aggregates it.
 
@@ -29,5 +40,5 @@ def privatise(
                 noise_multiplier=privacy.noise_multiplier,
                 sites_in_round=sites_in_round,
             )
-        delta = add_gaussian_noise(delta, std=std, seed=noise_seed)
+        delta = add_gaussian_noise(delta, std=std, source=noise)
     return dataclasses.replace(update, delta=delta, num_examples=1)

@@ -18,6 +18,7 @@ from fedflow.capabilities import (
     Refusal,
 )
 from fedflow.params import NamedArrays
+from fedflow.privacy.noise_source import NoiseSource
 
 # Noise calibrated for the mean of clipped deltas bounds only a server step that post-processes that mean.
 DP_FEDAVG = Declaration(
@@ -45,11 +46,10 @@ def clip_delta(delta: NamedArrays, clip_norm: float) -> NamedArrays:
     return clip_to_norm(delta, clip_norm)
 
 
-def add_gaussian_noise(delta: NamedArrays, *, std: float, seed: int) -> NamedArrays:
-    """The delta plus independent N(0, std^2) noise on every value (seeded)."""
-    rng = np.random.default_rng(seed)
+def add_gaussian_noise(delta: NamedArrays, *, std: float, source: NoiseSource) -> NamedArrays:
+    """The delta plus independent N(0, std^2) noise on every value, drawn from `source`."""
     # Draw in name order: decoded payloads do not keep one key order, and the draws must not depend on it.
     return {
-        name: (delta[name] + rng.normal(0.0, std, size=delta[name].shape)).astype(delta[name].dtype)
+        name: (delta[name] + source.normal(std, delta[name].shape)).astype(delta[name].dtype)
         for name in sorted(delta)
     }

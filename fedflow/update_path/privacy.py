@@ -4,6 +4,7 @@ import dataclasses
 
 from fedflow.config import PrivacyConfig
 from fedflow.privacy.dp_fedavg import add_gaussian_noise, clip_delta, per_update_noise_std
+from fedflow.privacy.noise_source import NoiseKey, NoiseSource, SeededNoise
 from fedflow.seeding import derive_seed
 from fedflow.update_path.base import SiteWork
 
@@ -25,21 +26,32 @@ class Clip:
 
 
 class DistributedNoise:
-    """This site's share of the round's Gaussian noise, sd sigma * C / sqrt(m)."""
+    """This site's share of the round's Gaussian noise, sd sigma * C / sqrt(m), from its secret key.
+
+    `noise` is the site's key bound to the request (`None`: reproducible noise from the
+    federation's seed, for experiments only).
+    """
 
     name = "distributed-noise"
     provides = frozenset({"noised"})
     needs = frozenset({"clipped"})
     cannot_follow = frozenset({"compressed", "payload"})
 
-    def __init__(self, *, privacy: PrivacyConfig, sites_in_round: int) -> None:
+    def __init__(self, *, privacy: PrivacyConfig, sites_in_round: int, noise: NoiseKey | None) -> None:
         self.std = per_update_noise_std(
             clip_norm=privacy.clip_norm,
             noise_multiplier=privacy.noise_multiplier,
             sites_in_round=sites_in_round,
         )
+        self.noise = noise
+
+    def _source(self, work: SiteWork) -> NoiseSource:
+        if self.noise is None:
+            return SeededNoise(seed=derive_seed(work.seed, "dp", work.round, work.site))
+        return self.noise.source("dp", work.round, work.site)
 
     def apply(self, work: SiteWork) -> SiteWork:
         """The delta plus the noise."""
-        seed = derive_seed(work.seed, "dp", work.round, work.site)
-        return dataclasses.replace(work, delta=add_gaussian_noise(work.delta, std=self.std, seed=seed))
+        return dataclasses.replace(
+            work, delta=add_gaussian_noise(work.delta, std=self.std, source=self._source(work))
+        )

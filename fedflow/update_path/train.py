@@ -8,7 +8,8 @@ import numpy as np
 from fedflow.config import LocalTrainConfig
 from fedflow.local import Training, TrainResult, train_local
 from fedflow.params import NamedArrays, get_weights, subtract
-from fedflow.privacy.dp_sgd import site_epsilon, train_local_dp_sgd
+from fedflow.privacy.dp_sgd import DPSGDSeeds, site_epsilon, train_local_dp_sgd
+from fedflow.privacy.noise_source import NoiseKey
 from fedflow.seeding import derive_seed
 from fedflow.site_state import DP_SGD_STEPS
 from fedflow.strategies.base import ClientHook, LocalRound
@@ -17,7 +18,11 @@ from fedflow.update_path.base import SiteWork
 
 
 class Train:
-    """Local training (plain, with the strategy's client hook, or DP-SGD); the delta it made."""
+    """Local training (plain, with the strategy's client hook, or DP-SGD); the delta it made.
+
+    `noise` is the site's secret key bound to the request, which seeds DP-SGD's noise and
+    sampling (`None`: seeded from the federation's seed, reproducible noise for experiments).
+    """
 
     name = "train"
     provides = frozenset({"delta"})
@@ -30,11 +35,13 @@ class Train:
         task: TaskKind,
         config: LocalTrainConfig,
         hook: ClientHook,
+        noise: NoiseKey | None,
         class_weights: Sequence[float] | None = None,
     ) -> None:
         self.task = task
         self.config = config
         self.hook = hook
+        self.noise = noise
         self.class_weights = class_weights
 
     def apply(self, work: SiteWork) -> SiteWork:
@@ -75,7 +82,15 @@ class Train:
         dp = self.config.dp_sgd
         assert dp is not None
         training = Training(task=self.task, config=self.config, seed=seed, class_weights=self.class_weights)
-        result, sample_rate = train_local_dp_sgd(work.model, work.features, work.labels, training)
+        secret = (
+            None
+            if self.noise is None
+            else DPSGDSeeds(
+                noise=self.noise.torch_seed("dp-sgd-noise", work.round, work.site),
+                sampling=self.noise.torch_seed("dp-sgd-sampling", work.round, work.site),
+            )
+        )
+        result, sample_rate = train_local_dp_sgd(work.model, work.features, work.labels, training, secret)
         # Steps taken in earlier rounds of this federation live in the site's private state.
         total = int(np.asarray(work.state.get(DP_SGD_STEPS, np.zeros(1)))[0]) + result.steps
         epsilon = site_epsilon(dp=dp, sample_rate=sample_rate, total_steps=total)
