@@ -593,6 +593,33 @@ site_app = typer.Typer(help="Run a site of a cross-silo federation on this machi
 app.add_typer(site_app, name="site")
 
 
+def _check_site(domain: str, site: str, data: Path) -> None:
+    """A known domain, one of its sites, and data of a kind its task reads."""
+    from domains import available_domains, load_domain
+    from fedflow.tasks import get_task
+
+    if domain not in available_domains():
+        raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
+    loaded = load_domain(domain)
+    if site not in loaded.spec.site_names:
+        raise _fail(f"--site: {domain} has no site {site!r}; its sites are {loaded.spec.site_names}")
+    reads_text_folders = get_task(loaded.spec.task).reads_text_folders
+    if not data.is_file() and not (reads_text_folders and data.is_dir()):
+        kind = "a file or a folder of .txt files" if reads_text_folders else "a file"
+        raise _fail(f"--data: {data} is not {kind}")
+
+
+def _check_policy(policy: Path) -> None:
+    """A broken policy file fails when the site starts, not at its first request."""
+    from fedflow.errors import FedflowError
+    from flows.site_agents import load_site_policy
+
+    try:
+        load_site_policy(policy)
+    except FedflowError as error:
+        raise _fail(f"--policy: {error}") from error
+
+
 @site_app.command("serve")
 def site_serve(
     domain: Annotated[str, typer.Option(help="The domain (template) the federation uses.")],
@@ -612,6 +639,13 @@ def site_serve(
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for this site's private state (default ./.fedflow).")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="This site's policy (YAML): its own split, minimum batch and hold-out sizes, call budget, "
+            "approved models, privacy floor. Default: the safe defaults (fedflow/site_policy.py)."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(help="Site calls run at the same time.")] = 4,
 ) -> None:
     """Serve this site's deployment (`fedflow-site/<domain>-<site>`) on the Prefect API in PREFECT_API_URL.
@@ -619,19 +653,7 @@ def site_serve(
     The coordinator starts its runs with `run_deployment`; each run reads its request from the
     exchange, works on the local data file, and writes back only what may cross the site boundary.
     """
-    from domains import available_domains, load_domain
-
-    if domain not in available_domains():
-        raise _fail(f"no domain {domain!r}; available: {', '.join(available_domains())}")
-    loaded = load_domain(domain)
-    if site not in loaded.spec.site_names:
-        raise _fail(f"--site: {domain} has no site {site!r}; its sites are {loaded.spec.site_names}")
-    from fedflow.tasks import get_task
-
-    reads_text_folders = get_task(loaded.spec.task).reads_text_folders
-    if not data.is_file() and not (reads_text_folders and data.is_dir()):
-        kind = "a file or a folder of .txt files" if reads_text_folders else "a file"
-        raise _fail(f"--data: {data} is not {kind}")
+    _check_site(domain, site, data)
     from flows.served_site import ServedSite
 
     served = ServedSite(
@@ -641,7 +663,10 @@ def site_serve(
         keys_dir=str(keys_dir.resolve()) if keys_dir else None,
         state_dir=str(state_dir.resolve()) if state_dir else None,
         exchange_url=exchange,
+        policy=str(policy.resolve()) if policy else None,
     )
+    if policy is not None:
+        _check_policy(policy)
     # The runs inherit this process's environment: the data path stays on this machine.
     os.environ.update(served.environment())
     import flows  # noqa: F401

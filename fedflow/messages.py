@@ -45,6 +45,7 @@ class PrepareRequest(Message):
     reply_type: ClassVar[type[Message]] = PrepareReply
     kind: Literal["prepare"] = "prepare"
     federation_id: str
+    model_sha256: str | None = Field(default=None, description="The model.py the coordinator trains.")
     holdout_fraction: float = Field(ge=0, lt=1)
     seed: int = Field(ge=0)
 
@@ -73,6 +74,7 @@ class TrainRequest(Message):
     reply_type: ClassVar[type[Message]] = TrainReply
     kind: Literal["train"] = "train"
     federation_id: str
+    model_sha256: str | None = None
     round: int = Field(ge=1)
     rows: SiteRows
     global_payload: bytes
@@ -99,6 +101,8 @@ class EvaluateRequest(Message):
 
     reply_type: ClassVar[type[Message]] = EvaluateReply
     kind: Literal["evaluate"] = "evaluate"
+    federation_id: str
+    model_sha256: str | None = None
     round: int = Field(ge=1)
     rows: SiteRows
     global_payload: bytes
@@ -118,6 +122,8 @@ class AuditRequest(Message):
 
     reply_type: ClassVar[type[Message]] = AuditReply
     kind: Literal["audit"] = "audit"
+    federation_id: str
+    model_sha256: str | None = None
     rows: SiteRows
     final_payload: bytes
     reference_payload: bytes
@@ -190,6 +196,13 @@ class UnmaskRequest(Message):
     survivors: list[str]
 
 
+class RefusalReply(Message):
+    """A site's policy refused the request: which rule refused, never anything about the rows."""
+
+    kind: Literal["refusal"] = "refusal"
+    category: str = Field(max_length=200)
+
+
 SiteRequest = Annotated[
     PrepareRequest
     | TrainRequest
@@ -210,6 +223,15 @@ def request_from_json(data: bytes) -> SiteRequest:
 
 
 def reply_from_json(request: Message, data: bytes) -> Message:
-    """The reply to `request`, read from JSON and validated against the type it must have."""
-    reply_type: type[Message] = request.reply_type  # type: ignore[attr-defined]
-    return reply_type.model_validate_json(data)
+    """The reply to `request`, read from JSON and validated against the type it must have.
+
+    A site's refusal (`RefusalReply`) is raised as a PolicyRefusal naming its category.
+    """
+    from fedflow.site_policy import PolicyRefusal
+
+    try:
+        refusal = RefusalReply.model_validate_json(data)
+    except ValueError:
+        reply_type: type[Message] = request.reply_type  # type: ignore[attr-defined]
+        return reply_type.model_validate_json(data)
+    raise PolicyRefusal(refusal.category)

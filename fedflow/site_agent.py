@@ -10,7 +10,7 @@ log ("fedflow.site") only.
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +54,8 @@ from fedflow.seeding import derive_seed
 from fedflow.signing import load_private_key, load_public_key
 from fedflow.site import LocalSite, ModelFactory, SiteModels, build_global_model, read_site_data
 from fedflow.site_evaluation import Personalisation, local_evaluate_step
+from fedflow.site_guard import SiteGuard
+from fedflow.site_policy import SitePolicy
 from fedflow.site_state import (
     claim_secure_aggregation_phase,
     forget_round_secrets,
@@ -109,6 +111,8 @@ class SiteSettings:
     keys_dir: Path
     accepts_simulated_attacks: bool = True  # simulation only: a served site refuses them
     accepts_reproducible_noise: bool = True  # simulation only: a served site refuses seeded DP noise
+    policy: SitePolicy = field(default_factory=SitePolicy)  # the defaults are the strict ones
+    model_sha256: str | None = None  # of the site's own model.py: the model it trains
 
 
 def _scrub(message: str, path: Path | None) -> str:
@@ -124,6 +128,12 @@ class SiteAgent:
         self.name = settings.name
         self.task: TaskKind = get_task(settings.spec.task)
         self.models = SiteModels(spec=settings.spec, factory=settings.build_model)
+        self.guard = SiteGuard(
+            site=settings.name,
+            policy=settings.policy,
+            state_dir=settings.state_dir,
+            model_sha256=settings.model_sha256,
+        )
         self._split: dict[tuple[float, int], LocalSite] = {}
         self._arrays: dict[tuple[float, int, str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
@@ -142,6 +152,7 @@ class SiteAgent:
         handler = self._handlers.get(type(request))
         if handler is None:
             raise TypeError(f"site {self.name!r} does not answer {type(request).__name__}")
+        self.guard.admit(request)
         return handler(request)
 
     # --- preparation -------------------------------------------------------------------------
@@ -175,12 +186,9 @@ class SiteAgent:
         minimum = spec.quality.min_rows_per_class if self.task.has_classes else 0
         try:
             labels = self.task.labels(frame, spec) if minimum else None
+            holdout_fraction, seed = self.guard.split(request.holdout_fraction, request.seed)
             local = LocalSite.from_frame(
-                name=self.name,
-                spec=spec,
-                frame=frame,
-                holdout_fraction=request.holdout_fraction,
-                seed=request.seed,
+                name=self.name, spec=spec, frame=frame, holdout_fraction=holdout_fraction, seed=seed
             )
             statistics = local.statistics()
         except (ValueError, TypeError, KeyError) as error:
@@ -200,7 +208,7 @@ class SiteAgent:
         digest = self._base_model_digest()
         if isinstance(digest, PrepareReply):
             return digest
-        key = (request.holdout_fraction, request.seed)
+        key = self.guard.split(request.holdout_fraction, request.seed)
         with self._lock:
             self._split[key] = local
             # Rows read again (a new run, a changed file): arrays made from the old ones are stale.
@@ -223,8 +231,9 @@ class SiteAgent:
         A served site or a Dask worker may be asked to train without having prepared in this
         process: it never trains on rows that did not pass the checks here.
         """
+        key = self.guard.split(holdout_fraction, seed)
         with self._lock:
-            local = self._split.get((holdout_fraction, seed))
+            local = self._split.get(key)
         if local is not None:
             return local
         reply = self.prepare(PrepareRequest(federation_id="", holdout_fraction=holdout_fraction, seed=seed))
@@ -235,11 +244,11 @@ class SiteAgent:
                 f"({failed} failing; see the site's own log)"
             )
         with self._lock:
-            return self._split[(holdout_fraction, seed)]
+            return self._split[key]
 
     def arrays(self, rows: SiteRows, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Features and labels of the `train` or `holdout` part, preprocessed (cached per preprocessor)."""
-        key = (rows.holdout_fraction, rows.seed, rows.preprocessor.model_dump_json(), part)
+        key = (*self.guard.split(rows.holdout_fraction, rows.seed), rows.preprocessor.model_dump_json(), part)
         with self._lock:
             cached = self._arrays.get(key)
         if cached is not None:
@@ -256,6 +265,7 @@ class SiteAgent:
         if request.attack is not None and not self.settings.accepts_simulated_attacks:
             raise FedflowError("simulated attacks are for simulation only; a served site refuses them")
         features, labels = self.arrays(request.rows, "train")
+        spent = self.guard.before_training(request, len(features))
         spec = self.settings.spec
         model, broadcast = build_global_model(
             self.settings.build_model,
@@ -298,6 +308,7 @@ class SiteAgent:
         kept = {**state, **work.new_state}
         if kept:
             save_site_state(self.settings.state_dir, request.federation_id, self.name, request.round, kept)
+        self.guard.after_training(request, spent)
         return TrainReply(
             num_examples=work.num_examples,
             payload=work.payload,
@@ -308,6 +319,7 @@ class SiteAgent:
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
         """The global model's metrics on the hold-out (with personalisation: after fine-tuning too)."""
         holdout = self.arrays(request.rows, "holdout")
+        self.guard.check_holdout(len(holdout[1]))
         personalisation = None
         if request.personalization_steps > 0:
             train_x, train_y = self.arrays(request.rows, "train")
@@ -327,12 +339,18 @@ class SiteAgent:
             final_payload=request.final_payload,
             reference_payload=request.reference_payload,
             train=self.arrays(request.rows, "train"),
-            holdout=self.arrays(request.rows, "holdout"),
+            holdout=self.guard_holdout(request.rows),
             shadow_models=request.shadow_models,
             shadow_config=request.shadow_config,
             seed=derive_seed(request.rows.seed, "audit", self.name),
         )
         return AuditReply(scores=local_audit_step(self.models, inputs))
+
+    def guard_holdout(self, rows: SiteRows) -> tuple[np.ndarray, np.ndarray]:
+        """The hold-out's arrays, if the policy allows working on a hold-out that small."""
+        holdout = self.arrays(rows, "holdout")
+        self.guard.check_holdout(len(holdout[1]))
+        return holdout
 
     # --- secure aggregation ------------------------------------------------------------------
 

@@ -118,6 +118,11 @@ def claim_secure_aggregation_phase(
     return True
 
 
+def site_folder(root: Path, federation_id: str, site: str) -> Path:
+    """A site's folder for one federation inside its state folder (names that escape it are refused)."""
+    return _folder(root, federation_id, site)
+
+
 _NOISE_KEY_FILE = "noise.key"
 
 

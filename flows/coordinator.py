@@ -25,6 +25,7 @@ from fedflow.federation import (
     StartingPoint,
     run_federation,
 )
+from fedflow.site_policy import model_sha256
 from flows.site_agents import SiteLocation
 from flows.site_channels import DeploymentChannel, SimulationChannel
 from flows.tracking import FederationTracker, load_champion, registered_model_name, tracking_uri
@@ -187,7 +188,12 @@ def _plan(
         earlier["the run being resumed"] = tracker.tags()
     return FederationPlan(
         federation_id=resolved.federation_id,
-        domain=DomainModel(name=loaded.name, spec=loaded.spec, build_model=loaded.build_model),
+        domain=DomainModel(
+            name=loaded.name,
+            spec=loaded.spec,
+            build_model=loaded.build_model,
+            model_sha256=model_sha256(loaded.root / "model.py"),
+        ),
         config=resolved.config,
         sites=_site_names(loaded, request.sites),
         tracking_run_id=tracker.run_id,

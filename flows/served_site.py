@@ -17,6 +17,7 @@ SETTINGS = {
     "keys_dir": "FEDFLOW_KEYS_DIR",
     "state_dir": "FEDFLOW_STATE_DIR",
     "exchange_url": "FEDFLOW_EXCHANGE_URL",
+    "policy": "FEDFLOW_SITE_POLICY",
 }
 
 
@@ -29,6 +30,7 @@ class ServedSite(BaseModel):
     keys_dir: str | None = None
     state_dir: str | None = None
     exchange_url: str | None = None
+    policy: str | None = None  # the site's policy file (None: the safe defaults)
 
     def environment(self) -> dict[str, str]:
         """The variables that hand these settings to the run processes."""

@@ -19,6 +19,7 @@ from fedflow.checkpoint import state_root
 from fedflow.errors import FedflowError
 from fedflow.signing import keys_root
 from fedflow.site_agent import SiteAgent, SiteData, SiteSettings
+from fedflow.site_policy import SitePolicy, model_sha256
 from fedflow.validation_summary import ValidationSummary
 from flows.served_site import ServedSite
 from validation import validate_frame
@@ -84,6 +85,9 @@ def simulated_agent(domain_name: str, site: str, location: SiteLocation) -> Site
                 validator=DomainValidator(domain),
                 state_dir=Path(location.state_dir),
                 keys_dir=Path(location.keys_dir),
+                # Simulated sites are one organisation's experiment: they follow the federation's split.
+                policy=SitePolicy.simulation(),
+                model_sha256=model_sha256(domain.root / "model.py"),
             )
             agent = _AGENTS[key] = SiteAgent(settings)
     return agent
@@ -107,5 +111,20 @@ def served_agent() -> SiteAgent:
         keys_dir=Path(served.keys_dir) if served.keys_dir else keys_root(),
         accepts_simulated_attacks=False,
         accepts_reproducible_noise=False,
+        policy=load_site_policy(Path(served.policy)) if served.policy else SitePolicy(),
+        model_sha256=model_sha256(domain.root / "model.py"),
     )
     return SiteAgent(settings)
+
+
+def load_site_policy(path: Path) -> SitePolicy:
+    """A site's policy file (YAML), checked: an unknown key or a bad value names itself."""
+    from pydantic import ValidationError
+
+    from domains.yaml_files import read_yaml_mapping
+    from fedflow.errors import validation_messages
+
+    try:
+        return SitePolicy.model_validate(read_yaml_mapping(path, what="site policy", error=FedflowError))
+    except ValidationError as error:
+        raise FedflowError(f"site policy {path}: " + "; ".join(validation_messages(error))) from error

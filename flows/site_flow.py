@@ -9,7 +9,8 @@ import logging
 
 from prefect import flow, get_run_logger
 
-from fedflow.messages import request_from_json
+from fedflow.messages import Message, RefusalReply, request_from_json
+from fedflow.site_policy import PolicyRefusal
 from flows.exchange import REQUEST, RESPONSE, Exchange
 from flows.served_site import ServedSite
 
@@ -38,7 +39,11 @@ def answer_site_call(operation: str, call_id: str) -> None:
         raise ValueError(f"the request of call {call_id} is a {request.kind!r}, not a {operation!r}")
     get_run_logger().info("site %s: %s (call %s)", served.site, operation, call_id)
     try:
-        reply = served_agent().handle(request)
+        reply: Message = served_agent().handle(request)
+    except PolicyRefusal as refusal:
+        # The rule that refused is all the coordinator learns; the call itself completed.
+        get_run_logger().warning("site %s refused %s: %s", served.site, operation, refusal)
+        reply = RefusalReply(category=str(refusal))
     except Exception as error:
         logging.getLogger("fedflow.site").exception("site %s: %s failed", served.site, operation)
         raise RuntimeError(

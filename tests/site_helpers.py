@@ -11,6 +11,7 @@ from fedflow.messages import PrepareReply, PrepareRequest, SiteRows, TrainReques
 from fedflow.params import encode
 from fedflow.rounds import initial_weights
 from fedflow.site_agent import SiteAgent, SiteData, SiteSettings
+from fedflow.site_policy import SitePolicy
 from fedflow.tabular import fit_preprocessor
 from flows.site_agents import DomainValidator
 
@@ -32,6 +33,7 @@ def site_agent(domain: Domain, site: str, folder: Path, *, path: Path | None = N
         validator=DomainValidator(domain),
         state_dir=folder / "state",
         keys_dir=folder / "keys",
+        policy=SitePolicy.simulation(),
     )
     return SiteAgent(settings)
 
@@ -82,6 +84,7 @@ def in_process_channel(
             validator=DomainValidator(domain),
             state_dir=folder / site / "state",
             keys_dir=folder / site / "keys",
+            policy=SitePolicy.simulation(),
         )
         agents[site] = SiteAgent(settings)
     return InProcessChannel(agents)

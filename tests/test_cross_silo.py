@@ -106,6 +106,8 @@ def consortium(
             folder = tmp_path / f"site-{site}"
             (folder / "data").mkdir(parents=True)
             shutil.copy(domain.site_path(site), folder / "data" / "records.csv")
+            # The site's own split: the simulation's for seed 5, so the two runs can be compared bit for bit.
+            (folder / "policy.yaml").write_text("split_seed: 5\nholdout_fraction: 0.25\n")
             with open(tmp_path / f"{site}.log", "wb") as log:
                 processes.append(
                     subprocess.Popen(
@@ -123,6 +125,8 @@ def consortium(
                             str(folder / "state"),
                             "--exchange",
                             str(tmp_path / "exchange"),
+                            "--policy",
+                            str(folder / "policy.yaml"),
                         ],
                         cwd=folder,
                         env=env,
@@ -254,7 +258,9 @@ from flows.transport import SiteCallError, TransportConfig, remote_site_call
 @flow
 def call():
     rows = SiteRows(holdout_fraction=0.25, seed=0, preprocessor=Preprocessor(numeric=[], categorical=[]))
-    request = EvaluateRequest(round=1, rows=rows, global_payload=b"", local=LocalTrainConfig())
+    request = EvaluateRequest(
+        federation_id="late", round=1, rows=rows, global_payload=b"", local=LocalTrainConfig()
+    )
     transport = TransportConfig(mode="cross-silo", round_timeout_s=3, poll_interval_s=0.5)
     try:
         remote_site_call.fn("healthcare", "hungary", request, transport, "evaluate-hungary")

@@ -65,11 +65,15 @@ EXCHANGES: list[tuple[Message, Message]] = [
         TrainReply(num_examples=7, payload=PAYLOAD, metrics={"train_loss": 0.5}, signature=b"\x00\xff"),
     ),
     (
-        EvaluateRequest(round=2, rows=ROWS, global_payload=PAYLOAD, local=LocalTrainConfig()),
+        EvaluateRequest(
+            federation_id="fed", round=2, rows=ROWS, global_payload=PAYLOAD, local=LocalTrainConfig()
+        ),
         EvaluateReply(metrics={"roc_auc": 0.7}),
     ),
     (
-        AuditRequest(rows=ROWS, final_payload=PAYLOAD, reference_payload=PAYLOAD, shadow_models=2),
+        AuditRequest(
+            federation_id="fed", rows=ROWS, final_payload=PAYLOAD, reference_payload=PAYLOAD, shadow_models=2
+        ),
         AuditReply(scores={"mia_loss_auc": 0.5}),
     ),
     (AdvertiseRequest(federation_id="fed", round=2), AdvertiseReply(public_keys=KEYS)),

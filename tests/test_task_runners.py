@@ -59,7 +59,11 @@ def test_a_process_that_did_not_validate_a_site_validates_it_before_using_its_ro
 
     _, train = prepared_agent(healthcare, "cleveland", tmp_path / "prepared")
     evaluate = EvaluateRequest(
-        round=1, rows=train.rows, global_payload=train.global_payload, local=train.local
+        federation_id=train.federation_id,
+        round=1,
+        rows=train.rows,
+        global_payload=train.global_payload,
+        local=train.local,
     )
     # Fresh agents (another process): they were never asked to prepare.
     fresh = site_agent(healthcare, "cleveland", tmp_path / "fresh")

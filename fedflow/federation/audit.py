@@ -26,6 +26,8 @@ def membership_audit(
         }
     )
     request = AuditRequest(
+        federation_id=running.plan.federation_id,
+        model_sha256=running.plan.domain.model_sha256,
         rows=rows_of(running),
         final_payload=encode(running.weights),
         reference_payload=running.reference_payload,

@@ -18,6 +18,7 @@ class DomainModel:
     name: str
     spec: DomainSpec
     build_model: Callable[..., torch.nn.Module]
+    model_sha256: str | None = None  # of its model.py: sites train only models they approved
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,10 @@ def _replies(plan: FederationPlan, channel: SiteChannel, log: Log) -> dict[str, 
     """Each site's reply, or one that excludes it when its call failed (not deployed, timed out)."""
     config = plan.config
     request = PrepareRequest(
-        federation_id=plan.federation_id, holdout_fraction=config.holdout_fraction, seed=config.seed
+        federation_id=plan.federation_id,
+        model_sha256=plan.domain.model_sha256,
+        holdout_fraction=config.holdout_fraction,
+        seed=config.seed,
     )
     replies, errors = gather(channel.send(dict.fromkeys(plan.sites, request)), PrepareReply)
     out: dict[str, PrepareReply] = {}

@@ -128,6 +128,7 @@ def _train_requests(
     payload = encode(join_payload(running.weights, split_payload(running.strategy.broadcast())[1]))
     common = TrainRequest(
         federation_id=plan.federation_id,
+        model_sha256=plan.domain.model_sha256,
         round=round_number,
         rows=rows_of(running),
         global_payload=payload,
@@ -261,6 +262,8 @@ def evaluate(
     """Every eligible site scores the new global model on its hold-out (none without hold-outs)."""
     config = running.plan.config
     request = EvaluateRequest(
+        federation_id=running.plan.federation_id,
+        model_sha256=running.plan.domain.model_sha256,
         round=round_number,
         rows=rows_of(running),
         global_payload=payload,
