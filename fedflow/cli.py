@@ -25,6 +25,7 @@ from fedflow.config import FederationConfig
 if TYPE_CHECKING:
     from domains import Domain
     from fedflow.domain import DomainSpec
+    from fedflow.site_policy import SitePolicy
     from flows.task_runners import TaskRunnerConfig
 
 app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
@@ -538,29 +539,43 @@ def domains_show(name: Annotated[str, typer.Argument(help="Domain to describe.")
     console.print(checks)
 
 
-keys_app = typer.Typer(help="Site signing keys (Ed25519) for authenticated updates.")
+keys_app = typer.Typer(
+    help="Signing keys (Ed25519) of the sites and the coordinator: authenticated messages."
+)
 app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("new")
 def keys_new(
-    site: Annotated[str, typer.Argument(help="The site the key belongs to.")],
+    site: Annotated[str | None, typer.Argument(help="The site the key belongs to.")] = None,
+    coordinator: Annotated[
+        bool,
+        typer.Option("--coordinator", help="The coordinator's key (coordinator.key / .pub), not a site's."),
+    ] = False,
     folder: Annotated[
         Path | None, typer.Option("--dir", help="Key folder (default FEDFLOW_KEYS_DIR or .fedflow/keys).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing key of this site.")] = False,
 ) -> None:
-    """Create a site's key pair: keep `<site>.key` at the site, give `<site>.pub` to the coordinator."""
-    from fedflow.signing import create_site_keys, keys_root
+    """Create a key pair: `<site>.key` stays at the site and `<site>.pub` goes to the coordinator; with
+    --coordinator, `coordinator.key` stays with the coordinator and `coordinator.pub` goes to every site."""
+    from fedflow.signing import COORDINATOR, create_site_keys, keys_root
 
+    if coordinator == (site is not None) or site == COORDINATOR:
+        raise _fail(f"give a site's name or --coordinator (one of them; {COORDINATOR!r} is not a site name)")
+    owner = COORDINATOR if coordinator else str(site)
     try:
-        private, public = create_site_keys(folder or keys_root(), site, overwrite=overwrite)
+        private, public = create_site_keys(folder or keys_root(), owner, overwrite=overwrite)
     except FileExistsError as error:
         raise _fail(str(error)) from error
+    holder, other = (
+        ("the coordinator", "every site's key folder") if coordinator else (f"site {site}", "the coordinator")
+    )
     console.print(
-        f"private key: {private} (stays at site {site}; mode 600)\n"
-        f"public key:  {public} (copy to the coordinator)\n"
-        "Require signatures with `authentication: {required: true}` in the federation config."
+        f"private key: {private} (stays with {holder}; mode 600)\n"
+        f"public key:  {public} (copy to {other})\n"
+        "Sign every message with `authentication: {required: true}` in the federation config "
+        "(and `require_authentication: true` in each site's policy)."
     )
 
 
@@ -568,12 +583,12 @@ def keys_new(
 def keys_list(
     folder: Annotated[Path | None, typer.Option("--dir", help="Key folder.")] = None,
 ) -> None:
-    """List the sites that have keys in a folder (never prints the keys)."""
+    """List the sites (and the coordinator) that have keys in a folder (never prints the keys)."""
     from fedflow.signing import keys_root
 
     root = folder or keys_root()
     table = Table(title=f"keys in {root}")
-    for column in ("site", "private key here", "public key here"):
+    for column in ("owner (a site, or the coordinator)", "private key here", "public key here"):
         table.add_column(column)
     sites = (
         sorted({p.stem for p in root.glob("*.key")} | {p.stem for p in root.glob("*.pub")})
@@ -609,15 +624,30 @@ def _check_site(domain: str, site: str, data: Path) -> None:
         raise _fail(f"--data: {data} is not {kind}")
 
 
-def _check_policy(policy: Path) -> None:
+def _check_policy(policy: Path) -> "SitePolicy":
     """A broken policy file fails when the site starts, not at its first request."""
     from fedflow.errors import FedflowError
     from flows.site_agents import load_site_policy
 
     try:
-        load_site_policy(policy)
+        loaded: SitePolicy = load_site_policy(policy)
     except FedflowError as error:
         raise _fail(f"--policy: {error}") from error
+    return loaded
+
+
+def _check_site_keys(site: str, keys_dir: Path | None, policy: "SitePolicy") -> None:
+    """A site whose policy requires authentication does not start without its key and the coordinator's."""
+    from fedflow.errors import FedflowError
+    from fedflow.signing import keys_root
+    from fedflow.site_authentication import require_keys
+
+    if not policy.require_authentication:
+        return
+    try:
+        require_keys(keys_dir.resolve() if keys_dir else keys_root(), site)
+    except FedflowError as error:
+        raise _fail(f"--keys-dir: {error} (the site's policy sets require_authentication)") from error
 
 
 @site_app.command("serve")
@@ -634,7 +664,7 @@ def site_serve(
         str, typer.Option(help="fsspec URL of the exchange, as this machine sees it (the site decides).")
     ],
     keys_dir: Annotated[
-        Path | None, typer.Option(help="Folder of this site's signing key (`fedflow keys new`).")
+        Path | None, typer.Option(help="Key folder: <site>.key and coordinator.pub (`fedflow keys`).")
     ] = None,
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for this site's private state (default ./.fedflow).")
@@ -666,7 +696,7 @@ def site_serve(
         policy=str(policy.resolve()) if policy else None,
     )
     if policy is not None:
-        _check_policy(policy)
+        _check_site_keys(site, keys_dir, _check_policy(policy))
     # The runs inherit this process's environment: the data path stays on this machine.
     os.environ.update(served.environment())
     import flows  # noqa: F401

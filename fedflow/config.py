@@ -88,15 +88,21 @@ class UpdateChecks(BaseModel):
 
 
 class AuthConfig(BaseModel):
-    """Whether updates must be signed by their site's Ed25519 key (see `fedflow keys`)."""
+    """Whether every message is signed: requests by the coordinator, replies by their site."""
 
     model_config = ConfigDict(extra="forbid")
 
-    required: bool = Field(default=False, description="Drop every update without a valid signature.")
+    required: bool = Field(
+        default=False,
+        description="Sign every request with coordinator.key and accept only replies signed by their "
+        "site's registered key for that very call; a site that cannot authenticate is excluded at "
+        "preparation.",
+    )
     keys_dir: str | None = Field(
         default=None,
-        description="Folder of `<site>.pub` (coordinator) and `<site>.key` (site); "
-        "default FEDFLOW_KEYS_DIR or ./.fedflow/keys.",
+        description="The coordinator's key folder: coordinator.key and every site's `<site>.pub` (in "
+        "simulation the sites' `<site>.key` and coordinator.pub too); default FEDFLOW_KEYS_DIR or "
+        "./.fedflow/keys.",
     )
 
 

@@ -3,7 +3,9 @@
 The same objects travel in simulation (handed to a site agent in this process) and cross-silo
 (JSON on the exchange: bytes as base64, model payloads as safetensors inside them). Nothing in
 a message is pickled or names code to import. A request knows its reply type, so a channel can
-check what came back; `SiteRequest` is the union a site accepts, told apart by `kind`.
+check what came back; `SiteRequest` is the union a site accepts, told apart by `kind`. With
+`authentication.required`, every request travels sealed in a `SignedRequest` and every reply in a
+`SignedReply` (`fedflow.envelope`).
 """
 
 from typing import Annotated, ClassVar, Literal
@@ -65,7 +67,6 @@ class TrainReply(Message):
     num_examples: int
     payload: bytes
     metrics: dict[str, float] = Field(default_factory=dict)
-    signature: bytes = b""
 
 
 class TrainRequest(Message):
@@ -203,6 +204,43 @@ class RefusalReply(Message):
     category: str = Field(max_length=200)
 
 
+_CALL_ID = r"^[0-9a-f]{32}$"
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
+class SignedReply(Message):
+    """A site's reply, signed with the site's key, bound to the call it answers (`fedflow.envelope`)."""
+
+    kind: Literal["signed-reply"] = "signed-reply"
+    site: str = Field(max_length=200)
+    federation_id: str = Field(max_length=200)
+    round: int = Field(default=0, ge=0)
+    call_id: str = Field(pattern=_CALL_ID)
+    request_sha256: str = Field(pattern=_SHA256, description="SHA-256 of the request body it answers.")
+    body: str = Field(description="The reply's JSON, exactly as signed (a refusal, too, is signed).")
+    key_id: str = Field(
+        default="", max_length=64, description="The signing key's fingerprint: for error messages only."
+    )
+    signature: bytes = Field(max_length=64)
+
+
+class SignedRequest(Message):
+    """A request signed with the coordinator's key for one site and one call (`fedflow.envelope`)."""
+
+    reply_type: ClassVar[type[Message]] = SignedReply
+    kind: Literal["signed"] = "signed"
+    site: str = Field(max_length=200)
+    federation_id: str = Field(max_length=200)
+    round: int = Field(default=0, ge=0, description="The body's round (0: prepare and audit).")
+    operation: str = Field(max_length=64, description="The body's kind.")
+    call_id: str = Field(pattern=_CALL_ID, description="Fresh and random for every call.")
+    body: str = Field(description="The request's JSON, exactly as signed.")
+    key_id: str = Field(
+        default="", max_length=64, description="The signing key's fingerprint: for error messages only."
+    )
+    signature: bytes = Field(max_length=64)
+
+
 SiteRequest = Annotated[
     PrepareRequest
     | TrainRequest
@@ -210,10 +248,20 @@ SiteRequest = Annotated[
     | AuditRequest
     | AdvertiseRequest
     | ShareRequest
-    | UnmaskRequest,
+    | UnmaskRequest
+    | SignedRequest,
     Field(discriminator="kind"),
 ]
-SiteReply = PrepareReply | TrainReply | EvaluateReply | AuditReply | AdvertiseReply | ShareReply | UnmaskReply
+SiteReply = (
+    PrepareReply
+    | TrainReply
+    | EvaluateReply
+    | AuditReply
+    | AdvertiseReply
+    | ShareReply
+    | UnmaskReply
+    | SignedReply
+)
 REQUESTS: TypeAdapter[SiteRequest] = TypeAdapter(SiteRequest)
 
 

@@ -1,67 +1,21 @@
-"""Authenticated updates: each site signs what it sends with its own Ed25519 key.
+"""Ed25519 keys: each site's (`<site>.key` at the site, `<site>.pub` with the coordinator) and the
+coordinator's (`coordinator.key` with the coordinator, `coordinator.pub` at every site).
 
-The signature covers (federation id, round, site, SHA-256 of the payload), so the coordinator
-can refuse an update that is forged (wrong key or altered payload), replayed (signed for
-another round or federation) or unsigned. Private keys stay with their site and are never
-logged; the coordinator holds only public keys.
+Every request the coordinator sends and every reply a site returns is signed with these keys
+when the federation requires authentication (`fedflow.envelope`); a site also signs the
+secure-aggregation keys it advertises (`fedflow.secure_aggregation.advertised_keys`). Private
+keys stay with their owner and are never logged.
 """
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fedflow.errors import PayloadError
 
-
-def signed_message(*, federation_id: str, round_number: int, site: str, payload: bytes) -> bytes:
-    """The canonical bytes a site signs for one update."""
-    fields = {
-        "federation": federation_id,
-        "round": round_number,
-        "site": site,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-
-
-def sign_update(
-    private_key: Ed25519PrivateKey, *, federation_id: str, round_number: int, site: str, payload: bytes
-) -> bytes:
-    """The site's Ed25519 signature of its update."""
-    return private_key.sign(
-        signed_message(federation_id=federation_id, round_number=round_number, site=site, payload=payload)
-    )
-
-
-def verify_update(
-    public_key: Ed25519PublicKey | None,
-    signature: bytes,
-    *,
-    federation_id: str,
-    round_number: int,
-    site: str,
-    payload: bytes,
-) -> None:
-    """Raise PayloadError unless `signature` is the site's signature of this very update."""
-    if public_key is None:
-        raise PayloadError(f"site {site!r} has no registered public key; its update cannot be authenticated")
-    if not signature:
-        raise PayloadError(f"site {site!r} sent an unsigned update")
-    message = signed_message(
-        federation_id=federation_id, round_number=round_number, site=site, payload=payload
-    )
-    try:
-        public_key.verify(signature, message)
-    except InvalidSignature as error:
-        raise PayloadError(
-            f"site {site!r}: signature does not match this federation, round {round_number} and payload "
-            "(forged, altered or replayed update)"
-        ) from error
+COORDINATOR = "coordinator"  # the coordinator's key files: coordinator.key, coordinator.pub
 
 
 def keys_root() -> Path:
@@ -69,8 +23,14 @@ def keys_root() -> Path:
     return Path(os.environ.get("FEDFLOW_KEYS_DIR") or Path.cwd() / ".fedflow" / "keys").resolve()
 
 
+def federation_keys_dir(keys_dir: str | None) -> Path:
+    """The key folder a federation config names (`authentication.keys_dir`), or the default."""
+    return Path(keys_dir).resolve() if keys_dir else keys_root()
+
+
 def create_site_keys(folder: Path, site: str, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write `<site>.key` (private, mode 0600) and `<site>.pub` (for the coordinator)."""
+    """Write `<site>.key` (private, mode 0600) and `<site>.pub` (for the other party); `site` may be
+    `COORDINATOR`."""
     folder.mkdir(parents=True, exist_ok=True)
     private_path, public_path = folder / f"{site}.key", folder / f"{site}.pub"
     if private_path.exists() and not overwrite:
@@ -91,7 +51,7 @@ def create_site_keys(folder: Path, site: str, *, overwrite: bool = False) -> tup
 
 
 def load_private_key(folder: Path, site: str) -> Ed25519PrivateKey | None:
-    """The site's private key, or None if it has none."""
+    """The private key of `site` (or of the coordinator), or None if the folder has none."""
     path = folder / f"{site}.key"
     if not path.is_file():
         return None
@@ -102,7 +62,7 @@ def load_private_key(folder: Path, site: str) -> Ed25519PrivateKey | None:
 
 
 def load_public_key(folder: Path, site: str) -> Ed25519PublicKey | None:
-    """The site's registered public key, or None."""
+    """The registered public key of `site` (or of the coordinator), or None."""
     path = folder / f"{site}.pub"
     if not path.is_file():
         return None

@@ -32,6 +32,7 @@ from fedflow.messages import (
     PrepareRequest,
     ShareReply,
     ShareRequest,
+    SignedRequest,
     SiteRows,
     TrainReply,
     TrainRequest,
@@ -53,6 +54,7 @@ from fedflow.secure_aggregation.protocol import (
 from fedflow.seeding import derive_seed
 from fedflow.signing import load_private_key, load_public_key
 from fedflow.site import LocalSite, ModelFactory, SiteModels, build_global_model, read_site_data
+from fedflow.site_authentication import SiteAuthenticator
 from fedflow.site_evaluation import Personalisation, local_evaluate_step
 from fedflow.site_guard import SiteGuard
 from fedflow.site_policy import SitePolicy
@@ -134,6 +136,12 @@ class SiteAgent:
             state_dir=settings.state_dir,
             model_sha256=settings.model_sha256,
         )
+        self.authenticator = SiteAuthenticator(
+            site=settings.name,
+            keys_dir=settings.keys_dir,
+            state_dir=settings.state_dir,
+            required=settings.policy.require_authentication,
+        )
         self._split: dict[tuple[float, int], LocalSite] = {}
         self._arrays: dict[tuple[float, int, str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
@@ -148,7 +156,16 @@ class SiteAgent:
         }
 
     def handle(self, request: Message) -> Message:
-        """The reply to any request of the protocol."""
+        """The reply to any request of the protocol; a request the coordinator signed (a
+        `SignedRequest`) gets the site's signed reply, and an unsigned one is refused when the site's
+        policy requires authentication."""
+        if isinstance(request, SignedRequest):
+            return self.authenticator.answer(request, self._answer)
+        self.authenticator.admit_unsigned(request)
+        return self._answer(request)
+
+    def _answer(self, request: Message) -> Message:
+        """The reply to a plain request, once the site's policy admits it."""
         handler = self._handlers.get(type(request))
         if handler is None:
             raise TypeError(f"site {self.name!r} does not answer {type(request).__name__}")
@@ -283,7 +300,6 @@ class SiteAgent:
             accepted_round=request.accepted_round,
         )
         keys = SiteKeys(
-            signing=load_private_key(self.settings.keys_dir, self.name),
             secure_aggregation=None
             if request.secure is None
             else self._secrets(request.federation_id, request.round, request.secure),
@@ -313,7 +329,6 @@ class SiteAgent:
             num_examples=work.num_examples,
             payload=work.payload,
             metrics=work.metrics,
-            signature=work.signature,
         )
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:

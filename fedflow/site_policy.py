@@ -82,6 +82,12 @@ class SitePolicy(BaseModel):
     privacy: PrivacyFloor | None = Field(
         default=None, description="None: the site asks for no DP of its own."
     )
+    require_authentication: bool = Field(
+        default=False,
+        description="Answer only requests signed by the coordinator (`coordinator.pub` in the site's key "
+        "folder), and refuse to start without the site's own signing key: set it when the federation "
+        "requires authentication. A signed request is checked either way.",
+    )
 
     @classmethod
     def simulation(cls) -> "SitePolicy":

@@ -19,6 +19,8 @@ from fedflow.messages import (
     PrepareRequest,
     ShareReply,
     ShareRequest,
+    SignedReply,
+    SignedRequest,
     SiteRows,
     TrainReply,
     TrainRequest,
@@ -62,7 +64,7 @@ EXCHANGES: list[tuple[Message, Message]] = [
             strategy=StrategyConfig(name="fedprox", options={"mu": 0.1}),
             secure=PLAN,
         ),
-        TrainReply(num_examples=7, payload=PAYLOAD, metrics={"train_loss": 0.5}, signature=b"\x00\xff"),
+        TrainReply(num_examples=7, payload=PAYLOAD, metrics={"train_loss": 0.5}),
     ),
     (
         EvaluateRequest(
@@ -84,6 +86,26 @@ EXCHANGES: list[tuple[Message, Message]] = [
     (
         UnmaskRequest(federation_id="fed", round=2, ciphertexts={"a": b"\x03"}, plan=PLAN, survivors=["a"]),
         UnmaskReply(shares={"a": b"\x04"}),
+    ),
+    (  # what travels when the federation requires authentication (fedflow/envelope.py)
+        SignedRequest(
+            site="a",
+            federation_id="fed",
+            round=2,
+            operation="secagg-advertise",
+            call_id="0" * 32,
+            body=AdvertiseRequest(federation_id="fed", round=2).model_dump_json(),
+            signature=b"\x05" * 64,
+        ),
+        SignedReply(
+            site="a",
+            federation_id="fed",
+            round=2,
+            call_id="0" * 32,
+            request_sha256="1" * 64,
+            body=AdvertiseReply(public_keys=KEYS).model_dump_json(),
+            signature=b"\x06" * 64,
+        ),
     ),
 ]
 
@@ -112,7 +134,7 @@ def test_unknown_kinds_versions_and_fields_are_refused() -> None:
 
 
 def test_bytes_travel_as_base64_and_messages_are_frozen() -> None:
-    reply = TrainReply(num_examples=1, payload=b"\x00\x01binary", signature=b"\xff")
+    reply = TrainReply(num_examples=1, payload=b"\x00\x01binary")
     text = reply.model_dump_json()
     assert "binary" not in text  # base64, not raw bytes
     with pytest.raises(ValidationError):

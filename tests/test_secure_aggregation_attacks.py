@@ -44,7 +44,7 @@ from fedflow.secure_aggregation.protocol import (
     unmask_sum,
 )
 from fedflow.secure_aggregation.shamir import SHARE_BYTES, combine_shares
-from fedflow.signing import create_site_keys, load_public_key
+from fedflow.signing import COORDINATOR, create_site_keys, load_public_key
 from fedflow.site_agent import SiteAgent
 from fedflow.site_state import load_round_secrets
 
@@ -395,15 +395,17 @@ def test_with_authentication_required_the_coordinator_excludes_keys_its_site_did
 def test_an_authenticated_secure_federation_runs_and_drops_a_site_with_a_wrong_key(
     healthcare: Domain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The driver end to end: sites sign their keys and updates with the federation's key folder
-    (simulation); one site's key is not the one registered, so it never joins a masked round."""
+    """The driver end to end: sites sign their keys and replies with the federation's key folder
+    (simulation, which holds the coordinator's key too); one site's key is not the one registered,
+    so its replies do not authenticate: it is excluded at preparation and never joins a masked round."""
     monkeypatch.setenv("FEDFLOW_STATE_DIR", str(tmp_path / "coordinator"))
     keys = tmp_path / "keys"
     sites = healthcare.spec.site_names
-    for site in sites:
+    for site in [COORDINATOR, *sites]:
         create_site_keys(keys, site)
     wrong = sites[-1]
     create_site_keys(tmp_path / "elsewhere", wrong)
+    shutil.copy(keys / f"{COORDINATOR}.pub", tmp_path / "elsewhere")  # it trusts the coordinator
     agents = in_process_channel(healthcare, tmp_path).agents
     for site in sites:
         folder = tmp_path / "elsewhere" if site == wrong else keys
@@ -425,9 +427,10 @@ def test_an_authenticated_secure_federation_runs_and_drops_a_site_with_a_wrong_k
         log=LOG,
     )
     assert outcome.rounds_completed == 2
+    assert recorder.preparation is not None
+    assert "not by the site's registered key" in " ".join(recorder.preparation.excluded[wrong])
     for record in recorder.rounds:
         assert sorted(record.participants) == sorted(set(sites) - {wrong})
-        assert "signature on its advertised keys does not verify" in record.dropped[wrong]
 
 
 def _bare_agents(healthcare: Domain, folder: Path, names: list[str]) -> dict[str, SiteAgent]:

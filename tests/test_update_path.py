@@ -64,8 +64,6 @@ def test_a_codec_under_secure_aggregation_is_refused_not_skipped(healthcare: Dom
 
 
 def test_the_chain_a_request_asks_for(healthcare: Domain, tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     _, request = prepared_agent(healthcare, "cleveland", tmp_path)
     task = get_task("binary")
     private = request.model_copy(
@@ -74,39 +72,14 @@ def test_the_chain_a_request_asks_for(healthcare: Domain, tmp_path: Path) -> Non
             "compression": CompressionConfig(codec="topk", options={"fraction": 0.1}),
         }
     )
-    keys = SiteKeys(signing=Ed25519PrivateKey.generate(), noise=new_noise_key())
+    keys = SiteKeys(noise=new_noise_key())
     names = [s.name for s in update_path(private, site="cleveland", task=task, num_classes=2, keys=keys)]
-    assert names == ["train", "clip", "distributed-noise", "compress", "encode", "sign"]
+    # No signing step: the reply that carries the update is signed as a whole (tests/test_authentication.py).
+    assert names == ["train", "clip", "distributed-noise", "compress", "encode"]
     plain = [
         s.name for s in update_path(request, site="cleveland", task=task, num_classes=2, keys=SiteKeys())
     ]
     assert plain == ["train", "encode"]
-
-
-def test_a_site_with_a_key_signs_what_it_sends(healthcare: Domain, tmp_path: Path) -> None:
-    from fedflow.signing import create_site_keys, load_public_key, verify_update
-
-    agent, request = prepared_agent(healthcare, "cleveland", tmp_path)
-    create_site_keys(tmp_path / "keys", "cleveland")
-    reply = agent.train(request)
-    public = load_public_key(tmp_path / "keys", "cleveland")
-    verify_update(
-        public,
-        reply.signature,
-        federation_id=request.federation_id,
-        round_number=1,
-        site="cleveland",
-        payload=reply.payload,
-    )
-    with pytest.raises(FedflowError, match="signature does not match"):
-        verify_update(
-            public,
-            reply.signature,
-            federation_id=request.federation_id,
-            round_number=2,
-            site="cleveland",
-            payload=reply.payload,
-        )
 
 
 def test_a_served_site_refuses_simulated_attacks(healthcare: Domain, tmp_path: Path) -> None:

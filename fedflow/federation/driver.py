@@ -4,6 +4,7 @@ import logging
 
 from fedflow.checkpoint import RoundCheckpoint
 from fedflow.federation.audit import membership_audit
+from fedflow.federation.authenticated_channel import authenticated
 from fedflow.federation.channel import SiteChannel
 from fedflow.federation.plan import FederationOutcome, FederationPlan
 from fedflow.federation.preparation import prepare_sites
@@ -68,8 +69,13 @@ def _record(running: RunningFederation, round_number: int, outcome: RoundOutcome
 def run_federation(
     plan: FederationPlan, *, channel: SiteChannel, recorder: Recorder, log: Log
 ) -> FederationOutcome:
-    """Prepare the sites, agree on preprocessing, run the rounds, audit; every step recorded."""
+    """Prepare the sites, agree on preprocessing, run the rounds, audit; every step recorded.
+
+    With `authentication.required` every request is signed and every reply checked here, whatever
+    the channel: a site that cannot authenticate is excluded at preparation.
+    """
     config = plan.config
+    channel = authenticated(channel, config.authentication, plan.sites)
     running = set_up(plan, prepare_sites(plan, channel, recorder, log), recorder, log)
     for round_number in range(running.completed + 1, config.rounds + 1):
         outcome = run_round(running, round_number, channel, recorder, log)

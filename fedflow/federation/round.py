@@ -31,7 +31,6 @@ from fedflow.rounds import (
 )
 from fedflow.sampling import sample_sites
 from fedflow.seeding import derive_seed
-from fedflow.signing import verify_update
 from fedflow.strategies.base import join_payload, split_payload
 from fedflow.update import DecodedUpdate
 
@@ -151,21 +150,12 @@ def _check(
     running: RunningFederation,
     site: str,
     reply: TrainReply,
-    round_number: int,
     collected: Collected,
     secure: bool,
 ) -> None:
-    """Authenticate and check one update; add it to what the round keeps (raises to drop it)."""
+    """Check one update; add it to what the round keeps (raises to drop it). With authentication
+    required, the channel has already checked the site signed this reply for this call."""
     config = running.plan.config
-    if config.authentication.required:
-        verify_update(
-            running.public_keys.get(site),
-            reply.signature,
-            federation_id=running.plan.federation_id,
-            round_number=round_number,
-            site=site,
-            payload=reply.payload,
-        )
     max_examples = running.train_rows.get(site)
     if secure:
         vector = check_masked_update(
@@ -204,7 +194,7 @@ def collect_updates(
                 raise errors[site]
             reply = replies[site]
             collected.bytes_received += len(reply.payload)
-            _check(running, site, reply, round_number, collected, opened is not None)
+            _check(running, site, reply, collected, opened is not None)
             collected.reported[site] = (dict(reply.metrics), reply.num_examples)
             running.last_accepted[site] = round_number
         except Exception as error:  # a crashed site must not end the round for the others

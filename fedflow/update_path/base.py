@@ -35,7 +35,6 @@ class SiteWork:
     num_examples: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     payload: bytes = b""
-    signature: bytes = b""
 
 
 class UpdateStep(Protocol):

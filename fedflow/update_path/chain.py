@@ -3,8 +3,6 @@
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from fedflow.compression import build_codec
 from fedflow.errors import FedflowError
 from fedflow.messages import TrainRequest
@@ -16,7 +14,7 @@ from fedflow.update_path.base import UpdateStep, check_update_path
 from fedflow.update_path.privacy import Clip, DistributedNoise
 from fedflow.update_path.simulated_attack import ROW_ATTACKS, PoisonedRows, PoisonedUpdate
 from fedflow.update_path.train import Train
-from fedflow.update_path.wire import Compress, Encode, Mask, Sign
+from fedflow.update_path.wire import Compress, Encode, Mask
 
 # The fields of a train request that shape the noised update (its value or the noise's scale):
 # a site's noise is bound to their digest, so asking twice for one round with any of them changed
@@ -48,10 +46,10 @@ def noise_binding(request: TrainRequest) -> str:
 
 @dataclass(frozen=True)
 class SiteKeys:
-    """What the site itself holds and decides for this round: its signing key, its secure-aggregation
-    secrets, its secret noise key, and whether it accepts reproducible noise (simulation only)."""
+    """What the site itself holds and decides for this round: its secure-aggregation secrets, its
+    secret noise key, and whether it accepts reproducible noise (simulation only). The reply that
+    carries the update is signed with the site's key as a whole (`fedflow.envelope`)."""
 
-    signing: Ed25519PrivateKey | None = None
     secure_aggregation: SiteSecrets | None = None
     noise: bytes | None = None
     accepts_reproducible_noise: bool = False
@@ -77,7 +75,7 @@ def site_noise(request: TrainRequest, *, site: str, keys: SiteKeys) -> NoiseKey 
 def update_path(
     request: TrainRequest, *, site: str, task: TaskKind, num_classes: int, keys: SiteKeys
 ) -> list[UpdateStep]:
-    """train -> (attack) -> clip -> (noise) -> compress | mask -> encode -> sign, as the request asks."""
+    """train -> (attack) -> clip -> (noise) -> compress | mask -> encode, as the request asks."""
     steps: list[UpdateStep] = []
     attack = request.attack if request.attack is not None and site in request.attack.sites else None
     if attack is not None and attack.kind in ROW_ATTACKS:
@@ -104,7 +102,5 @@ def update_path(
         steps.append(Mask(secrets=keys.secure_aggregation, plan=request.secure))
     else:
         steps.append(Encode())
-    if keys.signing is not None:
-        steps.append(Sign(key=keys.signing, federation_id=request.federation_id))
     check_update_path(steps)
     return steps

@@ -1,15 +1,12 @@
-"""The steps that turn the delta into what travels: compress or mask, encode, sign."""
+"""The steps that turn the delta into what travels: compress or mask, then encode."""
 
 import dataclasses
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedflow.compression import Codec
 from fedflow.params import encode
 from fedflow.secure_aggregation.masking import SecureRoundPlan, masked_payload
 from fedflow.secure_aggregation.protocol import SiteSecrets
 from fedflow.seeding import derive_seed
-from fedflow.signing import sign_update
 from fedflow.site_state import UPLINK_RESIDUAL
 from fedflow.strategies.base import join_payload
 from fedflow.update_path.base import SiteWork, UpdatePathError
@@ -78,27 +75,3 @@ class Encode:
         """Encode."""
         sent = work.wire if work.wire is not None else work.delta
         return dataclasses.replace(work, payload=encode(join_payload(sent, work.extras)))
-
-
-class Sign:
-    """The site's Ed25519 signature over federation, round, site and payload."""
-
-    name = "sign"
-    provides = frozenset({"signed"})
-    needs = frozenset({"payload"})
-    cannot_follow = frozenset({"signed"})
-
-    def __init__(self, *, key: Ed25519PrivateKey, federation_id: str) -> None:
-        self.key = key
-        self.federation_id = federation_id
-
-    def apply(self, work: SiteWork) -> SiteWork:
-        """Sign the payload."""
-        signature = sign_update(
-            self.key,
-            federation_id=self.federation_id,
-            round_number=work.round,
-            site=work.site,
-            payload=work.payload,
-        )
-        return dataclasses.replace(work, signature=signature)
