@@ -162,9 +162,16 @@ class RoundMetrics:
 
 
 def round_metrics(per_site: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> RoundMetrics:
-    """Weight each site's metrics by its hold-out size; find the worst site per metric."""
+    """Weight each site's metrics by its hold-out size; find the worst site per metric.
+
+    A weight (`num_examples`) must be finite and non-negative: one site's infinite or NaN weight
+    would decide (or erase) the global mean. The caller bounds it by the site's declared hold-out.
+    """
     sites = sorted(per_site)
     weights = [float(per_site[s].get("num_examples", 1.0)) for s in sites]
+    bad = [s for s, w in zip(sites, weights, strict=True) if not math.isfinite(w) or w < 0]
+    if bad:
+        raise ValueError(f"sites {bad} have a non-finite or negative num_examples: drop their metrics first")
     mean = {n: weighted_average([float(per_site[s].get(n, math.nan)) for s in sites], weights) for n in names}
     worst_sites = {n: worst({s: float(per_site[s].get(n, math.nan)) for s in sites}, n) for n in names}
     clean = {s: {n: float(per_site[s].get(n, math.nan)) for n in names} for s in sites}

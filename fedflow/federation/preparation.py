@@ -2,10 +2,11 @@
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fedflow.errors import InsufficientSitesError
 from fedflow.federation.channel import SiteChannel, failure_reason, gather
+from fedflow.federation.claims import holdout_rows, statistics_problems
 from fedflow.federation.plan import FederationPlan
 from fedflow.federation.recorder import PreparationRecord, Recorder
 from fedflow.messages import PrepareReply, PrepareRequest
@@ -23,6 +24,7 @@ class Preparation:
     eligible: list[str]
     excluded: dict[str, list[str]]
     statistics: dict[str, SiteStatistics]
+    holdout_rows: dict[str, int] = field(default_factory=dict)  # declared: bounds evaluation counts
 
 
 def _replies(plan: FederationPlan, channel: SiteChannel, log: Log) -> dict[str, PrepareReply]:
@@ -66,9 +68,28 @@ def _same_base_model(replies: Mapping[str, PrepareReply], plan: FederationPlan) 
     return out
 
 
+def _believable_statistics(
+    replies: Mapping[str, PrepareReply], plan: FederationPlan
+) -> dict[str, PrepareReply]:
+    """Exclude, before anything is fitted, sites whose aggregates are non-finite, negative or inconsistent."""
+    spec = plan.domain.spec
+    task = get_task(spec.task)
+    out = {}
+    for site, reply in replies.items():
+        problems = statistics_problems(site, reply, spec, task) if reply.summary.success else []
+        if problems:
+            # One such site would otherwise shape (or, NaN, poison) everyone's preprocessing.
+            reason = f"site {site!r} cannot shape the shared preprocessing: " + "; ".join(
+                problem.removeprefix(f"site {site!r}: ") for problem in problems
+            )
+            reply = PrepareReply(summary=reply.summary.model_copy(update={"success": False, "error": reason}))
+        out[site] = reply
+    return out
+
+
 def prepare_sites(plan: FederationPlan, channel: SiteChannel, recorder: Recorder, log: Log) -> Preparation:
     """Ask every site to prepare; record who passed; stop when fewer than `min_sites` did."""
-    replies = _same_base_model(_replies(plan, channel, log), plan)
+    replies = _believable_statistics(_same_base_model(_replies(plan, channel, log), plan), plan)
     summaries = [reply.summary for reply in replies.values()]
     excluded = {site: reply.summary.reasons() for site, reply in replies.items() if not reply.summary.success}
     eligible = [site for site, reply in replies.items() if reply.summary.success]
@@ -86,4 +107,10 @@ def prepare_sites(plan: FederationPlan, channel: SiteChannel, recorder: Recorder
         for site, reply in replies.items()
         if reply.statistics is not None and site in eligible
     }
-    return Preparation(eligible=eligible, excluded=excluded, statistics=statistics)
+    declared = {site: holdout_rows(replies[site]) for site in statistics}
+    return Preparation(
+        eligible=eligible,
+        excluded=excluded,
+        statistics=statistics,
+        holdout_rows={site: rows for site, rows in declared.items() if rows is not None},
+    )

@@ -9,6 +9,7 @@ import numpy as np
 
 from fedflow.errors import InsufficientSitesError
 from fedflow.federation.channel import ReplyHandle, SiteChannel, failure_reason, gather
+from fedflow.federation.claims import evaluation_problem
 from fedflow.federation.recorder import Note, Recorder
 from fedflow.federation.running import RunningFederation
 from fedflow.federation.secure_round import (
@@ -263,9 +264,16 @@ def evaluate(
     sites = running.eligible if config.holdout_fraction > 0 else []
     replies, errors = gather(channel.send(dict.fromkeys(sites, request)), EvaluateReply)
     for site, error in errors.items():
-        log.warning("round %d: evaluation at site %s failed (%s)", round_number, site, type(error).__name__)
-    per_site = {site: reply.metrics for site, reply in replies.items()}
+        log.warning("round %d: evaluation at site %r failed (%s)", round_number, site, type(error).__name__)
     task = running.task
+    per_site = {}
+    for site, reply in replies.items():
+        # A claim outside what the site declared weighs as much as no reply: it cannot move the champion.
+        problem = evaluation_problem(site, reply.metrics, running.holdout_rows.get(site), task)
+        if problem is None:
+            per_site[site] = reply.metrics
+        else:
+            log.warning("round %d: evaluation of site %r left out: %s", round_number, site, problem)
     names = [
         *task.metric_names,
         *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),

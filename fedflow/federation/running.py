@@ -38,6 +38,7 @@ class RunningFederation:
     history: list[dict[str, float]] = field(default_factory=list)
     final_metrics: dict[str, float] = field(default_factory=dict)
     per_site: dict[str, dict[str, float]] = field(default_factory=dict)
+    holdout_rows: dict[str, int] = field(default_factory=dict)  # declared: bounds evaluation counts
 
     @property
     def private(self) -> bool:

@@ -181,6 +181,7 @@ def set_up(plan: FederationPlan, prepared: Preparation, recorder: Recorder, log:
         higher_is_better=champion_metric in HIGHER_IS_BETTER,
         weights=_starting_weights(plan, fresh),
         noise_key=_noise_key(plan, log),
+        holdout_rows=dict(prepared.holdout_rows),
     )
     running.strategy.setup(running.weights, num_sites=len(eligible))
     if plan.resume is not None:

@@ -5,7 +5,10 @@ target column, what its registered model returns and how it is served, and what 
 combined with. A new kind is its own file and one line in the registry (`fedflow/tasks/__init__.py`).
 """
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +24,17 @@ from fedflow.tabular import Preprocessor
 # How a registered model is served (flows/tracking.py maps each to its pyfunc code and signature).
 TABULAR = "tabular"  # raw site columns in, the task's prediction columns out
 TEXT_GENERATION = "text-generation"  # prompts in, generated continuations out
+
+# The values a metric can take (inclusive): what a site reports outside them is not a measurement.
+UNIT = (0.0, 1.0)  # shares and areas: accuracy, balanced accuracy, ROC AUC, PR AUC, F1
+NON_NEGATIVE = (0.0, math.inf)  # losses and errors
+AT_MOST_ONE = (-math.inf, 1.0)  # R²: 1 is a perfect fit, worse than the mean is negative
+AT_LEAST_ONE = (1.0, math.inf)  # perplexity: exp of a non-negative loss
+
+
+def valid_ranges(**ranges: tuple[float, float]) -> Mapping[str, tuple[float, float]]:
+    """A task kind's metrics and the inclusive range each can take (read-only)."""
+    return MappingProxyType(ranges)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class TaskKind(Protocol):
     metric_names: tuple[str, ...]
     default_champion_metric: str
     higher_is_better: frozenset[str]  # its metrics where larger is better; the others are minimised
+    metric_ranges: Mapping[str, tuple[float, float]]  # every metric's valid (inclusive) range
     has_classes: bool  # labels are class indices: class counts, stratified splits, class weights
     predict_batch_size: int  # rows per forward pass when predicting
     reads_text_folders: bool  # a folder of UTF-8 .txt files can be a site's data (one row per file)

@@ -1,6 +1,7 @@
 """Binary classification: one logit, BCE loss, ROC AUC / PR AUC / balanced accuracy."""
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from sklearn.metrics import average_precision_score, balanced_accuracy_score, ro
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import NUMERIC_DTYPES, Expectation
-from fedflow.tasks.base import TabularRows
+from fedflow.tasks.base import NON_NEGATIVE, UNIT, TabularRows, valid_ranges
 
 
 class BinaryTask(TabularRows):
@@ -19,6 +20,9 @@ class BinaryTask(TabularRows):
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "roc_auc", "pr_auc")
     default_champion_metric: str = "roc_auc"
     higher_is_better: frozenset[str] = frozenset({"accuracy", "balanced_accuracy", "roc_auc", "pr_auc"})
+    metric_ranges: Mapping[str, tuple[float, float]] = valid_ranges(
+        loss=NON_NEGATIVE, accuracy=UNIT, balanced_accuracy=UNIT, roc_auc=UNIT, pr_auc=UNIT
+    )
     has_classes: bool = True
 
     def spec_problems(self, spec: DomainSpec) -> list[str]:

@@ -6,6 +6,7 @@ is their negative mean over the tokens that are not padding.
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from fedflow.language.lora_model import PAD
 from fedflow.language.options import language_options
 from fedflow.language.tokens import tokenise
 from fedflow.tabular import Preprocessor
-from fedflow.tasks.base import TEXT_GENERATION, FrozenBase
+from fedflow.tasks.base import AT_LEAST_ONE, NON_NEGATIVE, TEXT_GENERATION, FrozenBase, valid_ranges
 
 
 def _mask(labels: np.ndarray) -> np.ndarray:
@@ -35,6 +36,9 @@ class LanguageTask:
     metric_names: tuple[str, ...] = ("loss", "perplexity")
     default_champion_metric: str = "perplexity"
     higher_is_better: frozenset[str] = frozenset()
+    metric_ranges: Mapping[str, tuple[float, float]] = valid_ranges(
+        loss=NON_NEGATIVE, perplexity=AT_LEAST_ONE
+    )
     has_classes: bool = False
     predict_batch_size: int = 8  # logits of a batch are (rows, length, vocabulary): keep them small
     reads_text_folders: bool = True  # e.g. a hospital's folder of clinical notes, one per file

@@ -1,5 +1,7 @@
 """Multiclass classification: one logit per class, cross-entropy, balanced accuracy and macro F1."""
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import torch
@@ -7,7 +9,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import Expectation
-from fedflow.tasks.base import TabularRows
+from fedflow.tasks.base import NON_NEGATIVE, UNIT, TabularRows, valid_ranges
 
 
 class MulticlassTask(TabularRows):
@@ -17,6 +19,9 @@ class MulticlassTask(TabularRows):
     metric_names: tuple[str, ...] = ("loss", "accuracy", "balanced_accuracy", "macro_f1")
     default_champion_metric: str = "balanced_accuracy"
     higher_is_better: frozenset[str] = frozenset({"accuracy", "balanced_accuracy", "macro_f1"})
+    metric_ranges: Mapping[str, tuple[float, float]] = valid_ranges(
+        loss=NON_NEGATIVE, accuracy=UNIT, balanced_accuracy=UNIT, macro_f1=UNIT
+    )
     has_classes: bool = True
 
     def spec_problems(self, spec: DomainSpec) -> list[str]:

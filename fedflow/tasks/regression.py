@@ -1,12 +1,14 @@
 """Regression: one output, mean squared error, RMSE / MAE / R²."""
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import torch
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import NUMERIC_DTYPES, Expectation
-from fedflow.tasks.base import TabularRows
+from fedflow.tasks.base import AT_MOST_ONE, NON_NEGATIVE, TabularRows, valid_ranges
 
 
 class RegressionTask(TabularRows):
@@ -16,6 +18,9 @@ class RegressionTask(TabularRows):
     metric_names: tuple[str, ...] = ("loss", "rmse", "mae", "r2")
     default_champion_metric: str = "rmse"
     higher_is_better: frozenset[str] = frozenset({"r2"})
+    metric_ranges: Mapping[str, tuple[float, float]] = valid_ranges(
+        loss=NON_NEGATIVE, rmse=NON_NEGATIVE, mae=NON_NEGATIVE, r2=AT_MOST_ONE
+    )
     has_classes: bool = False
 
     def spec_problems(self, spec: DomainSpec) -> list[str]:
