@@ -676,12 +676,13 @@ def site_serve(
             "approved models, privacy floor. Default: the safe defaults (fedflow/site_policy.py)."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Site calls run at the same time.")] = 4,
+    limit: Annotated[int, typer.Option(help="Federations (sessions) this site serves at the same time.")] = 4,
 ) -> None:
     """Serve this site's deployment (`fedflow-site/<domain>-<site>`) on the Prefect API in PREFECT_API_URL.
 
-    The coordinator starts its runs with `run_deployment`; each run reads its request from the
-    exchange, works on the local data file, and writes back only what may cross the site boundary.
+    The coordinator starts one run per federation (a session): the run reads and validates the
+    local data file once, answers every request the coordinator leaves in this site's prefix of the
+    exchange, and writes back only what may cross the site boundary.
     """
     _check_site(domain, site, data)
     from flows.served_site import ServedSite
@@ -699,6 +700,8 @@ def site_serve(
         _check_site_keys(site, keys_dir, _check_policy(policy))
     # The runs inherit this process's environment: the data path stays on this machine.
     os.environ.update(served.environment())
+    # A session starts within a second or two of the coordinator asking (Prefect's default: 10 s).
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
     import flows  # noqa: F401
     from flows.site_flow import serve_site, site_deployment_name
 

@@ -192,6 +192,13 @@ class FederationConfig(BaseModel):
         ge=1,
         description="Stop the run when fewer sites than this pass validation or report in a round.",
     )
+    max_missed_calls: int = Field(
+        default=3,
+        ge=1,
+        description="A site that misses this many calls in a row (unreachable, stopped, timed out) is left "
+        "out of the federation (not sampled, not in the global metrics); it rejoins when it answers again "
+        "(every round's evaluation asks it).",
+    )
     holdout_fraction: float = Field(
         default=0.25,
         ge=0,

@@ -279,5 +279,8 @@ def federated_training(
     except BaseException as error:
         recorder.close(failure=error)
         raise
+    finally:
+        if isinstance(channel, DeploymentChannel):
+            channel.close("the federation's run ended")
     recorder.close()
     return _result(plan, tracker, outcome)

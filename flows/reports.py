@@ -11,7 +11,6 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4f}"
 
 
-
 def _more(total: int) -> str:
     return f"… and {total - LISTED_SITES} more" if total > LISTED_SITES else ""
 

@@ -2,8 +2,9 @@
 
 Simulation submits one Prefect task per site call (or, with many sites, one per batch of sites),
 each handing the typed request to the site's agent in this process. Cross-silo submits one
-coordinator task per site call, which leaves the request as JSON in the exchange, starts the
-site's deployment, waits at most the round timeout, and reads and validates the reply. Either
+coordinator task per site call, which leaves the request as JSON in the site's session of the
+exchange (its warm process, started once per federation), waits while the site is alive, and
+reads and validates the reply. Either
 way the driver gets a handle per site whose `.result()` is the typed reply.
 """
 
@@ -17,14 +18,16 @@ from prefect.futures import PrefectFuture
 
 from fedflow.federation.channel import ReplyHandle, expect
 from fedflow.messages import Message, PrepareReply, PrepareRequest
+from flows.exchange import Exchange
 from flows.site_agents import SiteLocation, domain_named, simulated_agent
+from flows.site_sessions import SiteSession
 from flows.transport import TransportConfig, remote_site_call
 from validation import validate_frames
 
 
 def _label(request: Message, site: str) -> str:
-    kind = str(request.kind)
-    round_number = getattr(request, "round", None)
+    kind = str(getattr(request, "operation", request.kind))  # a signed request is named for its body
+    round_number = getattr(request, "round", None) or None  # (round 0: a signed prepare or audit)
     return f"{kind}-{site}" + (f"-round-{round_number}" if round_number is not None else "")
 
 
@@ -113,15 +116,47 @@ class SimulationChannel:
 
 
 class DeploymentChannel:
-    """Every site its own deployment (`fedflow site serve`), reached through the exchange."""
+    """Every site its own served deployment (`fedflow site serve`): one warm session per site and
+    federation, reached through the site's prefix of the exchange (`flows.site_sessions`).
+
+    A site whose session stopped fails its calls at once ("unreachable") for the rest of the
+    round; a fresh session is asked for in the background at most every `start_timeout_s`, and
+    the site answers again once it beats (the driver lets it rejoin).
+    """
 
     def __init__(self, domain: str, transport: TransportConfig) -> None:
         self.domain = domain
         self.transport = transport
+        self.exchange = Exchange(transport.exchange_url)
+        self.sessions: dict[str, SiteSession] = {}
+
+    def _session(self, site: str) -> SiteSession:
+        session = self.sessions.get(site)
+        if session is None:
+            session = SiteSession(
+                domain=self.domain, site=site, exchange=self.exchange, transport=self.transport
+            )
+            self.sessions[site] = session.start()
+        elif session.problem(waiting=False) is not None and session.age() > self.transport.start_timeout_s:
+            session.close("the site stopped answering; a fresh session replaces this one")
+            fresh = SiteSession(
+                domain=self.domain,
+                site=site,
+                exchange=self.exchange,
+                transport=self.transport,
+                rejoining=True,
+            )
+            self.sessions[site] = fresh.start()
+        return self.sessions[site]
 
     def send(self, requests: Mapping[str, Message]) -> dict[str, ReplyHandle]:
-        """A coordinator task per site call."""
+        """A coordinator task per site call, into the site's session."""
         return {
-            site: remote_site_call.submit(self.domain, site, request, self.transport, _label(request, site))
+            site: remote_site_call.submit(self._session(site), request, self.transport, _label(request, site))
             for site, request in requests.items()
         }
+
+    def close(self, reason: str) -> None:
+        """End every site's session (their processes finish their runs)."""
+        for session in self.sessions.values():
+            session.close(reason)

@@ -125,7 +125,9 @@ class TrackingRecorder:
         state, metric = record.state, record.champion_metric
         version = self._register(record)
         value = record.metrics.mean.get(metric, math.nan)
-        self.tracker.offer_champion(version, value, metric=metric, higher_is_better=record.higher_is_better)
+        # A round some site of the population did not evaluate is recorded, not offered as champion.
+        offered = value if record.champion_candidate else math.nan
+        self.tracker.offer_champion(version, offered, metric=metric, higher_is_better=record.higher_is_better)
         self.tracker.log_metrics(record.logged, step=state.round)
         rounds = state.checkpoint.config["rounds"]
         markdown = round_markdown(

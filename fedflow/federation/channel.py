@@ -7,6 +7,11 @@ from fedflow.errors import FedflowError
 from fedflow.messages import Message
 
 
+class MissedCall(FedflowError):
+    """The site did not answer: the call never reached it, it stopped, or it timed out (a channel
+    raises it; the driver counts such misses and excludes a site that keeps missing)."""
+
+
 class ReplyHandle(Protocol):
     """A site's pending reply (a Prefect future satisfies it)."""
 

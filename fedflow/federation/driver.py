@@ -3,6 +3,7 @@
 import logging
 
 from fedflow.checkpoint import RoundCheckpoint
+from fedflow.federation.attendance import Attendance
 from fedflow.federation.audit import membership_audit
 from fedflow.federation.authenticated_channel import authenticated
 from fedflow.federation.channel import SiteChannel
@@ -62,6 +63,7 @@ def _record(running: RunningFederation, round_number: int, outcome: RoundOutcome
             champion_metric=running.champion_metric,
             higher_is_better=running.higher_is_better,
             epsilon=running.accountant.epsilon if running.private else None,
+            champion_candidate=outcome.champion_candidate,
         )
     )
 
@@ -77,6 +79,7 @@ def run_federation(
     config = plan.config
     channel = authenticated(channel, config.authentication, plan.sites)
     running = set_up(plan, prepare_sites(plan, channel, recorder, log), recorder, log)
+    running.attendance = Attendance(max_missed_calls=config.max_missed_calls)
     for round_number in range(running.completed + 1, config.rounds + 1):
         outcome = run_round(running, round_number, channel, recorder, log)
         if outcome is None:

@@ -41,6 +41,7 @@ class RoundRecord:
     champion_metric: str
     higher_is_better: bool
     epsilon: float | None = None
+    champion_candidate: bool = True  # False: some site of the population did not evaluate this round
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedflow.errors import InsufficientSitesError
-from fedflow.federation.channel import ReplyHandle, SiteChannel, failure_reason, gather
+from fedflow.federation.channel import MissedCall, ReplyHandle, SiteChannel, failure_reason, gather
 from fedflow.federation.claims import evaluation_problem
 from fedflow.federation.recorder import Note, Recorder
 from fedflow.federation.running import RunningFederation
@@ -60,6 +60,7 @@ class RoundOutcome:
     participants: list[str]
     dropped: dict[str, str]
     weights_payload: bytes
+    champion_candidate: bool = True  # evaluated by every site of the population (see `_population`)
 
 
 def rows_of(running: RunningFederation) -> SiteRows:
@@ -200,6 +201,7 @@ def collect_updates(
             running.last_accepted[site] = round_number
         except Exception as error:  # a crashed site must not end the round for the others
             collected.dropped[site] = failure_reason(error, "step")
+        running.attendance.record(site, errors.get(site))
     return collected
 
 
@@ -242,7 +244,7 @@ def _aggregate(
             for update in accepted
         ]
         running.accountant.record(
-            noise_multiplier=privacy.noise_multiplier, sample_rate=len(chosen) / len(running.eligible)
+            noise_multiplier=privacy.noise_multiplier, sample_rate=len(chosen) / len(running.present)
         )
     running.weights = running.strategy.aggregate(round_number, running.weights, accepted)
 
@@ -265,6 +267,8 @@ def evaluate(
     replies, errors = gather(channel.send(dict.fromkeys(sites, request)), EvaluateReply)
     for site, error in errors.items():
         log.warning("round %d: evaluation at site %r failed (%s)", round_number, site, type(error).__name__)
+    for site in sites:  # every round's evaluation also asks the left-out sites: an answer brings one back
+        running.attendance.record(site, errors.get(site))
     task = running.task
     per_site = {}
     for site, reply in replies.items():
@@ -274,6 +278,7 @@ def evaluate(
             per_site[site] = reply.metrics
         else:
             log.warning("round %d: evaluation of site %r left out: %s", round_number, site, problem)
+            running.attendance.failed(site, MissedCall(problem))  # a claim refused counts as no answer
     names = [
         *task.metric_names,
         *(f"personalised/{m}" for m in task.metric_names if config.personalization_steps),
@@ -319,19 +324,68 @@ def _logged(
     return logged
 
 
+def _present(running: RunningFederation, round_number: int) -> list[str]:
+    """The eligible sites not left out for missing calls; too few of them end the run."""
+    present = running.attendance.present(running.eligible)
+    minimum = running.plan.config.min_sites
+    if len(present) < minimum:
+        raise InsufficientSitesError(
+            f"round {round_number}: only {len(present)} site(s) still answer but min_sites is {minimum}; "
+            "left out: " + "; ".join(f"{s}: {r}" for s, r in running.attendance.left_out.items())
+        )
+    return present
+
+
+def _population(
+    running: RunningFederation, round_number: int, metrics: RoundMetrics, logged: dict[str, float], log: Log
+) -> bool:
+    """Whether the round's global metrics cover its population: every eligible site not left out.
+
+    Only such rounds are champion candidates, so the champion is never picked from a mean over
+    fewer sites (one missing weak site would flatter a round). Counts go to the round's metrics.
+    """
+    population = running.attendance.present(running.eligible)
+    if not running.plan.config.holdout_fraction or not metrics.per_site:
+        return True
+    missing = [site for site in population if site not in metrics.per_site]
+    logged["sites/population"] = float(len(population))
+    logged["sites/evaluated"] = float(len(metrics.per_site))
+    if running.attendance.left_out:
+        logged["sites/left_out"] = float(len(running.attendance.left_out))
+    if missing:
+        log.warning(
+            "round %d: evaluated by %d of the %d sites of the population (missing: %s): recorded, but not "
+            "a champion candidate",
+            round_number,
+            len(population) - len(missing),
+            len(population),
+            ", ".join(missing),
+        )
+    return not missing
+
+
+def _attendance_news(running: RunningFederation, round_number: int, recorder: Recorder, log: Log) -> None:
+    """Log and record the sites left out or back this round (MLflow tags, Prefect log)."""
+    for news in running.attendance.take_news():
+        log.warning("round %d: %s", round_number, news)
+        site = news.split()[1]
+        recorder.note(Note(tags={f"fedflow.attendance.{site}": f"round {round_number}: {news}"}))
+
+
 def run_round(
     running: RunningFederation, round_number: int, channel: SiteChannel, recorder: Recorder, log: Log
 ) -> RoundOutcome | None:
     """Run one round; None when the privacy budget would be passed (the run ends before it)."""
     started = time.perf_counter()
     config = running.plan.config
+    present = running.present = _present(running, round_number)
     chosen = sample_sites(
-        running.eligible,
+        present,
         fraction=config.sites_fraction,
         minimum=config.min_sites_per_round,
         seed=derive_seed(config.seed, "sample", round_number),
     )
-    if not budget_allows(running, round_number, len(chosen) / len(running.eligible), recorder, log):
+    if not budget_allows(running, round_number, len(chosen) / len(present), recorder, log):
         return None
     opened = _open_secure(running, round_number, chosen, channel)
     trainers = list(opened.plan.members) if opened is not None else chosen
@@ -351,10 +405,13 @@ def run_round(
     evaluated = len(running.eligible) if config.holdout_fraction > 0 else 0
     logged = _logged(running, collected, metrics, opened, broadcast * len(chosen) + len(payload) * evaluated)
     logged["time/round_seconds"] = time.perf_counter() - started  # the round's critical path
+    candidate = _population(running, round_number, metrics, logged, log)
+    _attendance_news(running, round_number, recorder, log)
     return RoundOutcome(
         metrics=metrics,
         logged=logged,
         participants=list(collected.reported),
         dropped=dict(collected.dropped),
         weights_payload=payload,
+        champion_candidate=candidate,
     )

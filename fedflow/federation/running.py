@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedflow.compression import Codec
+from fedflow.federation.attendance import Attendance
 from fedflow.federation.plan import FederationPlan
 from fedflow.params import NamedArrays
 from fedflow.privacy.accountant import PrivacyAccountant
@@ -38,6 +39,8 @@ class RunningFederation:
     history: list[dict[str, float]] = field(default_factory=list)
     final_metrics: dict[str, float] = field(default_factory=dict)
     per_site: dict[str, dict[str, float]] = field(default_factory=dict)
+    present: list[str] = field(default_factory=list)  # this round's sites not left out (sampled from)
+    attendance: Attendance = field(default_factory=lambda: Attendance(max_missed_calls=3))
     holdout_rows: dict[str, int] = field(default_factory=dict)  # declared: bounds evaluation counts
 
     @property
