@@ -58,6 +58,10 @@ class SiteSession:
     def start(self) -> "SiteSession":
         """Ask for the session's run (returns at once; the site's process starts it)."""
         self.started_at = time.monotonic()
+        unserved = self._unserved()
+        if unserved is not None:
+            self.start_error = unserved
+            return self
         try:
             run = run_deployment(
                 self.deployment,
@@ -74,6 +78,21 @@ class SiteSession:
             return self
         self.run_id = run.id
         return self
+
+    def _unserved(self) -> str | None:
+        """Why no process serves the site's deployment now (Prefect marks a deployment NOT_READY when
+        no runner has polled it for a minute), or None (served, or not known: `start` finds out)."""
+        try:
+            with get_client(sync_client=True) as client:
+                deployment = client.read_deployment_by_name(self.deployment)
+        except Exception:  # not deployed, or the API failed: run_deployment says which
+            return None
+        if deployment.status is not None and deployment.status.value == "NOT_READY":
+            return (
+                f"no request reached it: nobody serves {self.deployment} now (it was served once; start "
+                f"`fedflow site serve --domain {self.domain} --site {self.site} ...` at the site again)"
+            )
+        return None
 
     def age(self) -> float:
         """Seconds since the session was asked for."""

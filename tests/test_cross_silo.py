@@ -313,10 +313,12 @@ def test_a_coordinator_whose_requests_reach_no_site_says_so(prefect_server, tmp_
         env=env, capture_output=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     out = completed.stdout.decode()
-    assert "no request reached it" in out and "fedflow-site/healthcare-hungary" in out, (
+    # (finance: none of its sites was ever served on this server)
+    assert "no request reached it" in out and "fedflow-site/finance-midwest" in out, (
         out + completed.stderr.decode()[-2000:]
     )
-    assert "fedflow site serve --domain healthcare --site hungary" in out
+    assert "fedflow site serve --domain finance --site midwest" in out
+    assert float(out.rsplit("after ", 1)[1].split()[0]) < 10  # at once, not at a timeout
 
 
 _NO_SITE_CALL = """
@@ -332,11 +334,11 @@ from flows.transport import SiteUnreachableError, TransportConfig, remote_site_c
 def call():
     transport = TransportConfig(mode="cross-silo", exchange_url=sys.argv[1])
     exchange = Exchange(sys.argv[1])
-    session = SiteSession(domain="healthcare", site="hungary", exchange=exchange, transport=transport)
+    session = SiteSession(domain="finance", site="midwest", exchange=exchange, transport=transport)
     started = time.monotonic()
     try:
         remote_site_call.fn(session.start(), PrepareRequest(federation_id="f", holdout_fraction=0.25, seed=0),
-                            transport, "prepare-hungary")
+                            transport, "prepare-midwest")
     except SiteUnreachableError as error:
         print(error, f"after {time.monotonic() - started:.1f} s")
 
