@@ -145,6 +145,8 @@ class SiteAgent:
         self._split: dict[tuple[float, int], LocalSite] = {}
         self._arrays: dict[tuple[float, int, str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
+        # The rows and their checks, kept while the file is unchanged (size, mtime, inode).
+        self._validated: tuple[tuple[int, int, int], pd.DataFrame, ValidationSummary] | None = None
         self._handlers: dict[type[Message], Callable[[Any], Message]] = {
             PrepareRequest: self.prepare,
             TrainRequest: self.train,
@@ -187,11 +189,34 @@ class SiteAgent:
 
     def prepare(self, request: PrepareRequest) -> PrepareReply:
         """Read and validate the rows, split them, and share aggregates of the training rows."""
+        validated = self.validated_rows()
+        if isinstance(validated, PrepareReply):
+            return validated
+        return self.finish_preparation(*validated, request)
+
+    def _fingerprint(self) -> tuple[int, int, int] | None:
+        """What tells a changed data file (None: a folder, or no file: always read again)."""
+        path = self.settings.data.path
+        if path is None or not path.is_file():
+            return None
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+    def validated_rows(self) -> tuple[pd.DataFrame, ValidationSummary] | PrepareReply:
+        """The site's rows and their checks: read and validated again only when the file changed."""
+        fingerprint = self._fingerprint()
+        with self._lock:
+            cached = self._validated
+        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+            return cached[1].copy(), cached[2]
         frame = self.read_rows()
         if isinstance(frame, PrepareReply):
             return frame
         summary = self.settings.validator(frame, site=self.name)
-        return self.finish_preparation(frame, summary, request)
+        if fingerprint is not None:
+            with self._lock:
+                self._validated = (fingerprint, frame.copy(), summary)
+        return frame, summary
 
     def finish_preparation(
         self, frame: pd.DataFrame, summary: ValidationSummary, request: PrepareRequest

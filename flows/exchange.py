@@ -5,6 +5,7 @@ prefix, so storage permissions can be set per site (deployments/README.md has a 
 
     {exchange}/{site}/{session}/alive.json                the site's heartbeat (the site writes)
     {exchange}/{site}/{session}/close                     the coordinator ends the session
+    {exchange}/{site}/standby-…/claim.json, claimed.json  a coordinator takes a warm standby session
     {exchange}/{site}/{session}/{call}/request.json       a request (the coordinator writes)
     {exchange}/{site}/{session}/{call}/response.json      its reply (the site writes)
     {exchange}/{site}/{session}/{call}/failure.json       or why the site could not answer
@@ -30,6 +31,9 @@ RESPONSE = "response.json"
 FAILURE = "failure.json"
 ALIVE = "alive.json"
 CLOSE = "close"
+CLAIM = "claim.json"  # a coordinator takes a site's standby session for its federation
+CLAIMED = "claimed.json"  # the site's answer: whose claim it took
+STANDBY = "standby-"  # sessions a site starts ahead of time, warm, for the next federation
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_SMALL_MESSAGE = 64 * 1024  # heartbeats, failures: never large
 
@@ -62,6 +66,20 @@ def _checked(name: str, what: str) -> str:
     return name
 
 
+class Claim(BaseModel):
+    """A coordinator's claim of a standby session: a fresh nonce and its federation (for the UI)."""
+
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    federation: str = Field(max_length=200)
+
+
+class Claimed(BaseModel):
+    """The site's answer to a claim: the nonce it accepted and its session run (for liveness)."""
+
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
 class Exchange:
     """The exchange under one fsspec URL; each site's session is a `Mailbox` in its own prefix."""
 
@@ -73,6 +91,26 @@ class Exchange:
     def mailbox(self, site: str, session: str) -> "Mailbox":
         """One site's session: `{exchange}/{site}/{session}`."""
         return Mailbox(self, _checked(site, "site"), _checked(session, "session"))
+
+    def standby_sessions(self, site: str) -> list[str]:
+        """The site's standby sessions (`standby-*`) that are not claimed yet."""
+        prefix = f"{self.root}/{_checked(site, 'site')}"
+        if not self.fs.exists(prefix):
+            return []
+        names = [path.rstrip("/").rsplit("/", 1)[-1] for path in self.fs.ls(prefix, detail=False)]
+        return [
+            name
+            for name in names
+            if name.startswith(STANDBY)
+            and _NAME.match(name)
+            and not self.fs.exists(f"{prefix}/{name}/{CLAIM}")
+        ]
+
+    def remove_standbys(self, site: str) -> None:
+        """Remove the site's unclaimed standby sessions (its serve process restarted: they are dead)."""
+        prefix = f"{self.root}/{_checked(site, 'site')}"
+        for name in self.standby_sessions(site):
+            self.fs.rm(f"{prefix}/{name}", recursive=True)
 
     def site_prefix(self, site: str) -> str:
         """Where everything of `site` lives (what its storage permissions cover)."""
@@ -166,13 +204,36 @@ class Mailbox:
         """True once the coordinator ended the session."""
         return bool(self.fs.exists(f"{self.folder}/{CLOSE}"))
 
+    def claim(self, claim: Claim) -> None:
+        """The coordinator takes this standby session."""
+        self._write(f"{self.folder}/{CLAIM}", claim.model_dump_json().encode())
+
+    def read_claim(self) -> Claim | None:
+        """The claim on this session, if any (an unreadable one counts as none)."""
+        try:
+            return Claim.model_validate_json(self._read(f"{self.folder}/{CLAIM}", "claim", MAX_SMALL_MESSAGE))
+        except (ExchangeError, ValueError, OSError):
+            return None
+
+    def accept(self, claimed: Claimed) -> None:
+        """The site says whose claim it took."""
+        self._write(f"{self.folder}/{CLAIMED}", claimed.model_dump_json().encode())
+
+    def accepted(self) -> Claimed | None:
+        """The site's answer to the claim, once it is there."""
+        try:
+            data = self._read(f"{self.folder}/{CLAIMED}", "claim answer", MAX_SMALL_MESSAGE)
+            return Claimed.model_validate_json(data)
+        except (ExchangeError, ValueError, OSError):
+            return None
+
     def clear(self, *, keep_calls: bool = False) -> None:
         """Remove the session's files (the calls too, unless `keep_calls`)."""
         if not self.fs.exists(self.folder):
             return
         for path in self.fs.ls(self.folder, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
-            if name in (ALIVE, CLOSE) or name.endswith(".partial") or not keep_calls:
+            if name in (ALIVE, CLOSE, CLAIM, CLAIMED) or name.endswith(".partial") or not keep_calls:
                 self.fs.rm(path, recursive=True)
         if not self.fs.ls(self.folder, detail=False):
             self.fs.rm(self.folder, recursive=True)

@@ -130,29 +130,35 @@ class DeploymentChannel:
         self.exchange = Exchange(transport.exchange_url)
         self.sessions: dict[str, SiteSession] = {}
 
-    def _session(self, site: str) -> SiteSession:
+    def _new_session(self, site: str, federation: str, *, rejoining: bool = False) -> SiteSession:
+        session = SiteSession(
+            domain=self.domain,
+            site=site,
+            exchange=self.exchange,
+            transport=self.transport,
+            rejoining=rejoining,
+            federation=federation,
+        )
+        return session.start()
+
+    def _session(self, site: str, request: Message) -> SiteSession:
+        federation = str(getattr(request, "federation_id", ""))
         session = self.sessions.get(site)
         if session is None:
-            session = SiteSession(
-                domain=self.domain, site=site, exchange=self.exchange, transport=self.transport
-            )
-            self.sessions[site] = session.start()
-        elif session.problem(waiting=False) is not None and session.age() > self.transport.start_timeout_s:
+            self.sessions[site] = self._new_session(site, federation)
+        elif session.problem(waiting=False) is not None and (
+            self.exchange.standby_sessions(site) or session.age() > self.transport.start_timeout_s
+        ):  # stopped: a restarted site's standby is taken at once
             session.close("the site stopped answering; a fresh session replaces this one")
-            fresh = SiteSession(
-                domain=self.domain,
-                site=site,
-                exchange=self.exchange,
-                transport=self.transport,
-                rejoining=True,
-            )
-            self.sessions[site] = fresh.start()
+            self.sessions[site] = self._new_session(site, federation, rejoining=True)
         return self.sessions[site]
 
     def send(self, requests: Mapping[str, Message]) -> dict[str, ReplyHandle]:
         """A coordinator task per site call, into the site's session."""
         return {
-            site: remote_site_call.submit(self._session(site), request, self.transport, _label(request, site))
+            site: remote_site_call.submit(
+                self._session(site, request), request, self.transport, _label(request, site)
+            )
             for site, request in requests.items()
         }
 

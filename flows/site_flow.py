@@ -1,10 +1,13 @@
 """The site flow: one warm site process per federation (`fedflow site serve`).
 
-The coordinator starts one run of the site's deployment per federation (a *session*). The run
-builds the site's agent once — its data read and validated once —, shows it is alive with a
-heartbeat in its own prefix of the exchange, and answers every request the coordinator leaves
-in its session's mailbox as a Prefect task of the run (so the Prefect UI shows each site's work),
-until the coordinator closes the session or nobody calls for IDLE_TIMEOUT_S. The data path,
+Each federation talks to one run of the site's deployment (a *session*). The site keeps one
+*standby* session ready: started by `fedflow site serve` itself (and the next one when a claimed
+standby's federation ends), it builds the site's agent — data read and validated once,
+again only when the file changes — and beats in its own prefix of the exchange until a
+coordinator claims it for its federation. (A coordinator that finds no standby starts a session
+itself.) The session answers every request the coordinator leaves in its mailbox as a Prefect task
+of the run (so the Prefect UI shows each site's work, the run named for the federation), until
+the coordinator closes the session or nobody calls for IDLE_TIMEOUT_S. The data path,
 keys, state folder, policy and exchange are the site's own (`flows.served_site`), never the
 coordinator's; the run's parameters name only the session.
 """
@@ -12,6 +15,7 @@ coordinator's; the run's parameters name only the session.
 import logging
 import threading
 import time
+import uuid
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -20,7 +24,7 @@ from fedflow.errors import FedflowError
 from fedflow.messages import Message, RefusalReply, request_from_json
 from fedflow.site_agent import SiteAgent
 from fedflow.site_policy import PolicyRefusal
-from flows.exchange import REQUEST, RESPONSE, Exchange, Heartbeat, Mailbox
+from flows.exchange import REQUEST, RESPONSE, STANDBY, Claim, Claimed, Exchange, Heartbeat, Mailbox
 from flows.served_site import ServedSite
 
 SITE_FLOW_NAME = "fedflow-site"
@@ -104,10 +108,84 @@ def _request(mailbox: Mailbox, call_id: str) -> Message | None:
         return None
 
 
+@task(name="site-warm-up", cache_policy=NO_CACHE)
+def warm_up(site: str) -> None:
+    """Run what a session's first call would otherwise pay for: Prefect's task engine in this
+    process, torch's first forward and backward pass and its first optimiser (a throwaway model,
+    no site data)."""
+    import torch
+
+    layer = torch.nn.Linear(4, 2)
+    layer(torch.zeros(8, 4)).sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=0.0).step()  # the first optimiser imports torch._dynamo (~1 s)
+    _LOCAL_LOG.info("site %s: standby session warm", site)
+
+
+def _wait_for_claim(mailbox: Mailbox, agent: SiteAgent) -> Claim | None:
+    """A standby session: warm the agent (rows read and validated), then wait for a coordinator's
+    claim; None when the site's serve process asks it to stop (`close`)."""
+    agent.validated_rows()
+    warm_up(mailbox.site)
+    while not mailbox.closed():
+        claim = mailbox.read_claim()
+        if claim is not None:
+            return claim
+        time.sleep(POLL_S)
+    return None
+
+
+def _take(claim: Claim, mailbox: Mailbox) -> None:
+    """Accept the claim and name the run for the federation in the Prefect UI."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.id) if flow_run.id else None
+    mailbox.accept(Claimed(nonce=claim.nonce, flow_run_id=run_id))
+    try:
+        with get_client(sync_client=True) as client:
+            if run_id:
+                client.update_flow_run(run_id, name=f"{mailbox.site}: {claim.federation}")  # type: ignore[arg-type]
+    except Exception:  # the UI name is a convenience: the session goes on
+        _LOCAL_LOG.warning("site %s: could not name this session's run", mailbox.site)
+
+
+def start_standby(domain: str, site: str) -> None:
+    """Ask for the next standby session of this site's deployment (it warms up before any call)."""
+    from prefect.deployments import run_deployment
+
+    run_deployment(
+        f"{SITE_FLOW_NAME}/{site_deployment_name(domain, site)}",
+        parameters={"session": f"{STANDBY}{uuid.uuid4().hex}"},
+        timeout=0,
+        as_subflow=False,
+    )
+
+
+def _serve_calls(mailbox: Mailbox, agent: SiteAgent) -> int:
+    """Answer the session's calls until the coordinator closes it (or nobody calls for long)."""
+    answered, last_call = 0, time.monotonic()
+    while not mailbox.closed():
+        pending = mailbox.pending()
+        for call_id in pending:
+            request = _request(mailbox, call_id)
+            if request is not None:
+                answer_call(agent, mailbox, call_id, request, _label(request))
+                answered += 1
+        if pending:
+            last_call = time.monotonic()
+        elif time.monotonic() - last_call > IDLE_TIMEOUT_S:
+            _LOCAL_LOG.warning("site %s: no call for %.0f s; session ends", mailbox.site, IDLE_TIMEOUT_S)
+            break
+        time.sleep(POLL_S)
+    return answered
+
+
 @flow(name=SITE_FLOW_NAME, persist_result=False, log_prints=True)
 def site_session(session: str, exchange_url: str | None = None) -> int:
     """Serve one federation's calls until the coordinator closes the session; return how many.
 
+    A `standby-…` session (the site starts one ahead of time) warms up and waits until a
+    coordinator claims it; any other session was started by a coordinator for its federation.
     `exchange_url` is the coordinator's view of the exchange, shown in the run's parameters; the
     site reads and writes only its own (`--exchange`), under its own prefix. Nothing else is a
     parameter: whoever can start runs on the Prefect API chooses only the session's name.
@@ -118,27 +196,45 @@ def site_session(session: str, exchange_url: str | None = None) -> int:
     mailbox = exchange.mailbox(served.site, session)
     agent = served_agent()
     logger = get_run_logger()
-    logger.info("site %s: session %s open", served.site, session)
-    answered, last_call = 0, time.monotonic()
     with _Heartbeat(mailbox):
-        while not mailbox.closed():
-            pending = mailbox.pending()
-            for call_id in pending:
-                request = _request(mailbox, call_id)
-                if request is not None:
-                    answer_call(agent, mailbox, call_id, request, _label(request))
-                    answered += 1
-            if pending:
-                last_call = time.monotonic()
-            elif time.monotonic() - last_call > IDLE_TIMEOUT_S:
-                logger.warning(
-                    "site %s: no call for %.0f s; session %s ends", served.site, IDLE_TIMEOUT_S, session
-                )
-                break
-            time.sleep(POLL_S)
+        if session.startswith(STANDBY):
+            claim = _wait_for_claim(mailbox, agent)
+            if claim is None:
+                mailbox.clear()
+                return 0
+            _take(claim, mailbox)
+            logger.info("site %s: session for %s", served.site, claim.federation)
+        else:
+            logger.info("site %s: session %s open", served.site, session)
+        answered = _serve_calls(mailbox, agent)
     mailbox.clear(keep_calls=True)
+    if session.startswith(STANDBY):
+        # The next standby warms up now, not while this federation ran (it would take its CPU).
+        try:
+            start_standby(served.domain or "", served.site)
+        except Exception:  # the next coordinator starts a session itself
+            _LOCAL_LOG.warning("site %s: no next standby session", served.site)
     logger.info("site %s: session %s closed after %d call(s)", served.site, session, answered)
     return answered
+
+
+def _first_standby(domain: str, site: str) -> None:
+    """Once the deployment is registered, ask for the site's first standby session."""
+    from prefect.client.orchestration import get_client
+
+    name = f"{SITE_FLOW_NAME}/{site_deployment_name(domain, site)}"
+    served = ServedSite.from_environment()
+    if served is not None and served.exchange_url:  # standbys of an earlier process of this site are gone
+        Exchange(served.exchange_url).remove_standbys(site)
+    for _ in range(600):
+        try:
+            with get_client(sync_client=True) as client:
+                client.read_deployment_by_name(name)
+            start_standby(domain, site)
+            return
+        except Exception:  # not registered yet
+            time.sleep(0.5)
+    _LOCAL_LOG.warning("site %s: no standby session (the deployment was never registered)", site)
 
 
 def serve_site(domain: str, site: str, *, limit: int = 4) -> None:
@@ -149,6 +245,7 @@ def serve_site(domain: str, site: str, *, limit: int = 4) -> None:
     """
     from prefect.types.entrypoint import EntrypointType
 
+    threading.Thread(target=_first_standby, args=(domain, site), name="fedflow-standby", daemon=True).start()
     site_session.serve(
         name=site_deployment_name(domain, site),
         tags=["fedflow", f"domain:{domain}", f"site:{site}"],

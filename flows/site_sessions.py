@@ -1,8 +1,9 @@
 """The coordinator's side of a site's session: one warm run of the site's deployment per federation.
 
-`SiteSession.start` asks the Prefect API for one run of the site's served deployment (a subflow
-of the federation's run, so the Prefect UI shows each site's work under it) and returns at once;
-the site's process then beats in `{exchange}/{site}/{session}/alive.json`. `problem()` says why
+`SiteSession.start` claims one of the site's standby sessions (already warm: `flows.site_flow`)
+or, when there is none, asks the Prefect API for a run of the site's served deployment (a
+subflow of the federation's run) and returns at once; the site's process then beats in
+`{exchange}/{site}/{session}/alive.json`. `problem()` says why
 the site cannot answer now — no deployment, its run ended, no heartbeat for
 `liveness_timeout_s`, not started within `start_timeout_s` — judged on the coordinator's own
 clock (the heartbeat is a counter, never a timestamp another machine wrote).
@@ -16,11 +17,19 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.states import Cancelled
 
-from flows.exchange import Exchange
+from flows.exchange import Claim, Exchange
 from flows.site_flow import SITE_FLOW_NAME, site_deployment_name
 from flows.transport import TransportConfig
 
 STATE_CHECK_S = 2.0  # how often to ask the Prefect API whether a session's run ended
+CLAIM_WAIT_S = 3.0  # a live standby session answers a claim within its poll interval
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 class SiteSession:
@@ -34,8 +43,11 @@ class SiteSession:
         exchange: Exchange,
         transport: TransportConfig,
         rejoining: bool = False,
+        federation: str = "",
     ) -> None:
         self.domain = domain
+        self.exchange = exchange
+        self.federation = federation  # names the site's session run in the Prefect UI
         self.rejoining = rejoining  # a fresh session after the site stopped: no grace to start
         self.site = site
         self.transport = transport
@@ -58,6 +70,8 @@ class SiteSession:
     def start(self) -> "SiteSession":
         """Ask for the session's run (returns at once; the site's process starts it)."""
         self.started_at = time.monotonic()
+        if self._claim_standby():
+            return self
         unserved = self._unserved()
         if unserved is not None:
             self.start_error = unserved
@@ -78,6 +92,25 @@ class SiteSession:
             return self
         self.run_id = run.id
         return self
+
+    def _claim_standby(self) -> bool:
+        """Take one of the site's warm standby sessions, if one answers the claim in CLAIM_WAIT_S."""
+        for name in self.exchange.standby_sessions(self.site):
+            mailbox = self.exchange.mailbox(self.site, name)
+            nonce = uuid.uuid4().hex
+            mailbox.claim(Claim(nonce=nonce, federation=self.federation[:200]))
+            deadline = time.monotonic() + CLAIM_WAIT_S
+            while time.monotonic() < deadline:
+                accepted = mailbox.accepted()
+                if accepted is not None:
+                    if accepted.nonce != nonce:  # another coordinator's claim came first
+                        break
+                    self.session_id, self.mailbox = name, mailbox
+                    self.run_id = _uuid(accepted.flow_run_id)
+                    self.beat_seen_at = time.monotonic()  # the answer is a sign of life
+                    return True
+                time.sleep(self.transport.poll_interval_s)
+        return False
 
     def _unserved(self) -> str | None:
         """Why no process serves the site's deployment now (Prefect marks a deployment NOT_READY when
@@ -146,17 +179,18 @@ class SiteSession:
 
     def close(self, reason: str) -> None:
         """End the session: a live site finishes its run; a run that never started is cancelled."""
-        if self.run_id is None:
+        if self.start_error is not None:
             return
         with contextlib.suppress(OSError):
             self.mailbox.close(reason)
-        if self.beat_seen_at is None and self._ended is None:
-            try:
-                with get_client(sync_client=True) as client:
-                    client.set_flow_run_state(
-                        self.run_id,  # type: ignore[arg-type]
-                        Cancelled(message=f"fedflow: the federation ended ({reason})"),
-                        force=True,
-                    )
-            except Exception:  # best effort: the run is only a record by now
-                pass
+        if self.run_id is None or self.beat_seen_at is not None or self._ended is not None:
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    self.run_id,  # type: ignore[arg-type]
+                    Cancelled(message=f"fedflow: the federation ended ({reason})"),
+                    force=True,
+                )
+        except Exception:  # best effort: the run is only a record by now
+            pass
