@@ -21,7 +21,7 @@ import os
 import re
 
 import fsspec
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fedflow.checkpoint import state_root
 from fedflow.errors import FedflowError
@@ -64,6 +64,16 @@ def _checked(name: str, what: str) -> str:
     if not _NAME.match(name) or ".." in name:
         raise ExchangeError(f"{what} {name!r} must be letters, digits, '.', '-' or '_' (at most 128)")
     return name
+
+
+class ExchangeRequest(BaseModel):
+    """What the coordinator leaves for a call: the request (JSON text: a `SignedRequest` when the
+    federation requires authentication) and the call's one-time key to seal the reply to."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    reply_key: bytes = Field(min_length=32, max_length=32)
+    request: str
 
 
 class Claim(BaseModel):
@@ -156,6 +166,10 @@ class Mailbox:
         """A message's bytes; a missing or oversized one is an ExchangeError."""
         limit = MAX_SMALL_MESSAGE if name == FAILURE else self.exchange.max_message_bytes
         return self._read(self._path(call_id, name), f"{name} of call {call_id} of site {self.site}", limit)
+
+    def address(self, call_id: str) -> str:
+        """The call's address, `site/session/call` (what a sealed reply is bound to)."""
+        return f"{self.site}/{self.session}/{_checked(call_id, 'call id')}"
 
     def has(self, call_id: str, name: str) -> bool:
         """True when the message is there (complete: messages appear under their name only when written)."""

@@ -16,15 +16,27 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from fedflow.errors import FedflowError
 from fedflow.messages import Message, RefusalReply, request_from_json
+from fedflow.reply_sealing import seal
 from fedflow.site_agent import SiteAgent
 from fedflow.site_policy import PolicyRefusal
-from flows.exchange import REQUEST, RESPONSE, STANDBY, Claim, Claimed, Exchange, Heartbeat, Mailbox
+from flows.exchange import (
+    REQUEST,
+    RESPONSE,
+    STANDBY,
+    Claim,
+    Claimed,
+    Exchange,
+    ExchangeRequest,
+    Heartbeat,
+    Mailbox,
+)
 from flows.served_site import ServedSite
 
 SITE_FLOW_NAME = "fedflow-site"
@@ -46,14 +58,14 @@ def _label(request: Message) -> str:
 
 
 @task(name="site-answer", cache_policy=NO_CACHE, task_run_name="{label}")
-def answer_call(agent: SiteAgent, mailbox: Mailbox, call_id: str, request: Message, label: str) -> None:
-    """Answer one call of the session: let the agent answer its request, leave the reply.
+def answer_call(agent: SiteAgent, mailbox: Mailbox, call_id: str, call: "Call", label: str) -> None:
+    """Answer one call of the session: let the agent answer its request, leave the reply sealed.
 
     A failure is reported by its type only (the coordinator reads it); the full error stays in
     the site's own log. A policy refusal is an answer: its category is all the coordinator learns.
     """
     try:
-        reply: Message = agent.handle(request)
+        reply: Message = agent.handle(call.request)
     except PolicyRefusal as refusal:
         get_run_logger().warning("site %s refused %s: %s", agent.name, label, refusal)
         reply = RefusalReply(category=str(refusal)[:200])
@@ -61,7 +73,11 @@ def answer_call(agent: SiteAgent, mailbox: Mailbox, call_id: str, request: Messa
         _LOCAL_LOG.exception("site %s: %s failed", agent.name, label)
         mailbox.fail(call_id, f"{label} failed at the site ({type(error).__name__}); see its own log")
         return
-    mailbox.write(call_id, RESPONSE, reply.model_dump_json().encode())
+    # Sealed to the call's one-time key: readers of the exchange see ciphertext only.
+    sealed = seal(
+        reply.model_dump_json().encode(), recipient=call.reply_key, context=mailbox.address(call_id)
+    )
+    mailbox.write(call_id, RESPONSE, sealed)
 
 
 class _Heartbeat:
@@ -98,10 +114,19 @@ def _served() -> tuple[ServedSite, Exchange]:
     return served, Exchange(served.exchange_url)
 
 
-def _request(mailbox: Mailbox, call_id: str) -> Message | None:
-    """The call's request, or None after failing the call when it is oversized or not a request."""
+@dataclass(frozen=True)
+class Call:
+    """A request as the site read it, and the one-time key its reply is sealed to."""
+
+    request: Message
+    reply_key: bytes
+
+
+def _request(mailbox: Mailbox, call_id: str) -> Call | None:
+    """The call, or None after failing it when it is oversized or not a request."""
     try:
-        return request_from_json(mailbox.read(call_id, REQUEST))
+        left = ExchangeRequest.model_validate_json(mailbox.read(call_id, REQUEST))
+        return Call(request=request_from_json(left.request.encode()), reply_key=left.reply_key)
     except (FedflowError, ValueError) as error:  # ExchangeError, pydantic's ValidationError
         _LOCAL_LOG.warning("site %s: call %s refused unread: %s", mailbox.site, call_id, error)
         mailbox.fail(call_id, f"the request is not one this site reads ({type(error).__name__})")
@@ -167,9 +192,9 @@ def _serve_calls(mailbox: Mailbox, agent: SiteAgent) -> int:
     while not mailbox.closed():
         pending = mailbox.pending()
         for call_id in pending:
-            request = _request(mailbox, call_id)
-            if request is not None:
-                answer_call(agent, mailbox, call_id, request, _label(request))
+            call = _request(mailbox, call_id)
+            if call is not None:
+                answer_call(agent, mailbox, call_id, call, _label(call.request))
                 answered += 1
         if pending:
             last_call = time.monotonic()

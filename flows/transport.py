@@ -3,8 +3,9 @@
 A cross-silo call leaves the request in the site's session of the exchange (`flows.exchange`),
 where the site's warm process (`flows.site_flow`) picks it up, and waits for the reply while the
 session's heartbeat shows the site is alive: a dead site fails the call in seconds, a live but
-slow one at the round timeout. Whatever the outcome, the call's messages are removed (unless
-`keep_messages` and the call was answered).
+slow one at the round timeout. The reply is sealed to a one-time key of the call
+(`fedflow.reply_sealing`): readers of the exchange see ciphertext. Whatever the outcome, the
+call's messages are removed (unless `keep_messages` and the call was answered).
 """
 
 import math
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fedflow.errors import FedflowError
 from fedflow.federation.channel import MissedCall
 from fedflow.messages import Message, reply_from_json
-from flows.exchange import FAILURE, REQUEST, RESPONSE
+from fedflow.reply_sealing import new_reply_key, open_sealed
+from flows.exchange import FAILURE, REQUEST, RESPONSE, ExchangeRequest
 
 if TYPE_CHECKING:
     from flows.site_sessions import SiteSession
@@ -141,9 +143,14 @@ def remote_site_call(
     call_id = call_id_of(request)
     operation = str(getattr(request, "operation", None) or request.kind)
     answered = False
-    session.mailbox.write(call_id, REQUEST, request.model_dump_json().encode())
+    key, public = new_reply_key()  # one-time: only this call's reply opens with it
+    left = ExchangeRequest(reply_key=public, request=request.model_dump_json())
+    session.mailbox.write(call_id, REQUEST, left.model_dump_json().encode())
     try:
-        reply = reply_from_json(request, _wait_for_reply(session, call_id, operation, transport))
+        sealed = _wait_for_reply(session, call_id, operation, transport)
+        reply = reply_from_json(
+            request, open_sealed(sealed, key=key, context=session.mailbox.address(call_id))
+        )
         answered = True
         return reply
     finally:

@@ -226,6 +226,12 @@ def test_four_served_sites_one_with_a_bad_key_match_the_simulation(consortium) -
     for message in (root / "exchange").rglob("*.json"):
         text = message.read_text()
         assert not any(folder in text for folder in site_folders), message
+    # Replies are sealed to the coordinator: a reader of the exchange sees no statistic or metric.
+    responses = list((root / "exchange").rglob("response.json"))
+    assert responses
+    for response in responses:
+        text = response.read_text()
+        assert "num_examples" not in text and "roc_auc" not in text and "ciphertext" in text, response
     # Each site's messages live under its own prefix of the exchange.
     assert {
         path.relative_to(root / "exchange").parts[0] for path in (root / "exchange").rglob("*.json")
