@@ -727,7 +727,8 @@ def ui(
         raise _fail("the `mlflow` command is not installed in this environment")
     console.print(
         f"MLflow UI on http://{host}:{port} (store {uri}). Compare runs: Experiments → pick runs → Compare.\n"
-        "Prefect UI: in another terminal run [bold]prefect server start[/] and open http://127.0.0.1:4200 "
+        "Prefect UI: in another terminal run [bold]PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 "
+        "prefect server start[/] (telemetry off) and open http://127.0.0.1:4200 "
         "(flow runs, task runs, and the validation and round artifacts)."
     )
     command = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]

@@ -80,6 +80,12 @@ def run_federation(
     channel = authenticated(channel, config.authentication, plan.sites)
     running = set_up(plan, prepare_sites(plan, channel, recorder, log), recorder, log)
     running.attendance = Attendance(max_missed_calls=config.max_missed_calls)
+    log.info(
+        "global metrics and the champion compare the population: the %d eligible site(s) not left out "
+        "for missed calls (%s); a round some of them did not evaluate is never the champion",
+        len(running.eligible),
+        ", ".join(running.eligible),
+    )
     for round_number in range(running.completed + 1, config.rounds + 1):
         outcome = run_round(running, round_number, channel, recorder, log)
         if outcome is None:
