@@ -113,14 +113,15 @@ class SiteSession:
         return False
 
     def _unserved(self) -> str | None:
-        """Why no process serves the site's deployment now (Prefect marks a deployment NOT_READY when
-        no runner has polled it for a minute), or None (served, or not known: `start` finds out)."""
+        """Why no process serves the site's deployment now (a stopped runner pauses it; Prefect marks
+        it NOT_READY when no runner polled it for a minute), or None (served, or not known yet)."""
         try:
             with get_client(sync_client=True) as client:
                 deployment = client.read_deployment_by_name(self.deployment)
         except Exception:  # not deployed, or the API failed: run_deployment says which
             return None
-        if deployment.status is not None and deployment.status.value == "NOT_READY":
+        # A stopped `fedflow site serve` pauses its deployment; one killed shows NOT_READY within a minute.
+        if deployment.paused or (deployment.status is not None and deployment.status.value == "NOT_READY"):
             return (
                 f"no request reached it: nobody serves {self.deployment} now (it was served once; start "
                 f"`fedflow site serve --domain {self.domain} --site {self.site} ...` at the site again)"
