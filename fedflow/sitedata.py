@@ -21,21 +21,21 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
     """Read a site's CSV or Parquet file with categorical columns as text.
 
     Errors name the site and the file, and say what to check. Missing codes declared in the
-    domain (e.g. cholesterol recorded as 0) are turned into real missing values here.
+    domain (e.g. cholesterol recorded as 0) are turned into real missing values here. A header
+    that names a column twice is kept as written (pandas would rename the copy `Name.1`), so
+    that validation can name the duplicated column.
     """
-    if path.is_dir() and get_task(spec.task).reads_text_folders:
+    _check_data_path(path, spec, site=site)
+    if path.is_dir():
         return read_text_folder(path, spec, site=site)
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise SiteDataError(f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file")
-    if not path.is_file():
-        raise SiteDataError(f"site {site!r}: data file {path} does not exist")
+    kind = _READERS[path.suffix.lower()]
     try:
-        if kind == "csv":
-            text_columns = {c.name: "string" for c in spec.categorical}
-            frame = pd.read_csv(path, dtype=text_columns)
-        else:
-            frame = pd.read_parquet(path)
+        frame = _read_csv(path, spec) if kind == "csv" else pd.read_parquet(path)
+    except UnicodeDecodeError as error:
+        raise SiteDataError(
+            f"site {site!r}: {path} is not UTF-8 text (it may be latin-1 or Windows-1252); "
+            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and try again"
+        ) from error
     except pd.errors.EmptyDataError as error:
         raise SiteDataError(f"site {site!r}: data file {path} is empty") from error
     except (OSError, ValueError, pd.errors.ParserError) as error:
@@ -51,6 +51,40 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
         )
         raise SiteDataError(f"site {site!r}: {path} has a single column {only[:60]!r}{hint}")
     return normalise_missing(frame, spec)
+
+
+def _check_data_path(path: Path, spec: DomainSpec, *, site: str) -> None:
+    """A clear error when the path is missing, a folder where a file is expected, or the reverse."""
+    reads_folders = get_task(spec.task).reads_text_folders
+    if path.is_dir():
+        if reads_folders:
+            return
+        raise SiteDataError(
+            f"site {site!r}: {path} is a folder; give the site's .csv or .parquet file, not a folder"
+        )
+    if not path.exists():
+        raise SiteDataError(f"site {site!r}: data file {path} does not exist")
+    if path.suffix.lower() == ".txt" and reads_folders:
+        raise SiteDataError(
+            f"site {site!r}: {path} is one text file; give the folder that holds the site's .txt files "
+            "(one text each), or a .csv/.parquet file"
+        )
+    if path.suffix.lower() not in _READERS:
+        raise SiteDataError(f"site {site!r}: {path} has suffix {path.suffix!r}; use a .csv or .parquet file")
+    if not path.is_file():
+        raise SiteDataError(f"site {site!r}: {path} is not a regular file; give the site's .csv or .parquet")
+
+
+def _read_csv(path: Path, spec: DomainSpec) -> pd.DataFrame:
+    """A CSV in UTF-8 (with or without a byte-order mark; any line endings), its header as written."""
+    text_columns = {c.name: "string" for c in spec.categorical}
+    frame = pd.read_csv(path, dtype=text_columns, encoding="utf-8-sig")
+    # pandas renames a repeated name (`Income`, `Income.1`); the raw header keeps the evidence.
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    names = [str(name) for name in header.iloc[0]] if len(header) else []
+    if len(names) == len(frame.columns) and len(set(names)) < len(names):
+        frame.columns = pd.Index(names)
+    return frame
 
 
 def read_text_folder(folder: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:

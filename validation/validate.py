@@ -12,6 +12,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from fedflow.expectations import Expectation
 from fedflow.validation_summary import CheckResult, ValidationSummary
+from validation.file_checks import frame_checks, unique_columns
 
 # GX's ephemeral context is process-wide state and not documented as thread-safe, while sites
 # validate concurrently in simulation; one lock keeps them in turn.
@@ -109,13 +110,20 @@ def validate_frame(
     site: str,
     suite_name: str,
 ) -> ValidationSummary:
-    """Run the suite on `frame` and reduce GX's result to a summary without raw values."""
+    """Run the file checks and the suite on `frame`; reduce them to a summary without raw values."""
+    file_checks = frame_checks(frame, _columns_of(expectations))
     with _LOCK:
         suite, batch_definition = _prepared(suite_name, expectations)
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": unique_columns(frame)})
         result = batch.validate(suite, result_format="SUMMARY")
-    checks = [_check_result(r) for r in result.results]
-    return ValidationSummary(site=site, success=bool(result.success), rows=len(frame), checks=checks)
+    checks = file_checks + [_check_result(r) for r in result.results]
+    success = bool(result.success) and all(c.success for c in file_checks)
+    return ValidationSummary(site=site, success=success, rows=len(frame), checks=checks)
+
+
+def _columns_of(expectations: Sequence[Expectation]) -> list[str]:
+    """The columns the domain's checks name (the file checks look at those, not at extra ones)."""
+    return [e.column for e in expectations if e.column is not None]
 
 
 _ROW_COUNT = "expect_table_row_count_to_be_between"
@@ -168,7 +176,8 @@ def validate_frames(
     )
     per_row = [e for e in expectations if _per_row(e)]
     per_site = [e for e in expectations if not _per_row(e) and e.type != _ROW_COUNT]
-    if not same_shape or not per_row:
+    file_checks = {site: frame_checks(frame, _columns_of(expectations)) for site, frame in frames.items()}
+    if not same_shape or not per_row or not all(c.success for cs in file_checks.values() for c in cs):
         return {site: alone(site, frame) for site, frame in frames.items()}
     joint = validate_frame(
         pd.concat(list(frames.values()), ignore_index=True), per_row, site="(batch)", suite_name=suite_name
@@ -177,7 +186,7 @@ def validate_frames(
         return {site: alone(site, frame) for site, frame in frames.items()}
     out = {}
     for site, frame in frames.items():
-        checks = [
+        checks = file_checks[site] + [
             CheckResult(
                 expectation=e.type,
                 label=e.label,
