@@ -67,6 +67,7 @@ from fedflow.site_state import (
     site_noise_key,
     state_for_round,
 )
+from fedflow.tabular import UnsafeStatisticsError
 from fedflow.tasks import TaskKind, get_task
 from fedflow.update_path import SiteWork, run_update_path
 from fedflow.update_path.chain import SiteKeys, update_path
@@ -237,7 +238,9 @@ class SiteAgent:
             # The message may quote values: full text in the site's log, only the kind leaves the site.
             _LOCAL_LOG.error("site %s: its data passed the checks but cannot be used: %s", self.name, error)
             reason = (
-                f"site {self.name!r}: target or features could not be turned into numbers "
+                f"site {self.name!r}: {error}"  # names the column, never a value
+                if isinstance(error, UnsafeStatisticsError)
+                else f"site {self.name!r}: target or features could not be turned into numbers "
                 f"({type(error).__name__})"
             )
             return PrepareReply(

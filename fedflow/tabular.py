@@ -4,6 +4,15 @@ Each site summarises its own training rows as counts and sums (`site_statistics`
 coordinator adds the summaries (`merge_statistics`) and derives imputation values, one-hot
 vocabularies and scaling from the totals alone (`fit_preprocessor`). No row leaves a site, yet
 the result equals what pooled preprocessing would compute.
+
+Outliers: before a value is summed it is clipped to its column's declared range (config.yaml
+`min`/`max`), and the sums are float64 with an overflow check, so one planted extreme value
+(`1e300`, `inf`) can neither overflow the shared sums nor be read back out of the logged mean:
+it moves a column's mean by at most (max - min) / rows. What remains: the mean and standard
+deviation are exact functions of the sites' sums, so someone who knows every other row of a
+column can still work out the (clipped) value of the last one; and a column that declares no
+range is not clipped (validation refuses values too large to sum, `validation/file_checks.py`,
+but a large finite one still dominates that column's mean). Declare ranges for every column.
 """
 
 import math
@@ -13,7 +22,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from fedflow.domain import DomainSpec
+from fedflow.domain import DomainSpec, NumericColumn
+from fedflow.errors import SiteDataError
+
+
+class UnsafeStatisticsError(SiteDataError, ValueError):
+    """A site's sums for a column are not finite: the site is excluded, the others go on."""
 
 
 class NumericStats(BaseModel):
@@ -130,14 +144,7 @@ def site_statistics(
         classes, class_counts = np.unique(labels.astype(np.int64), return_counts=True)
         stats.label_counts = {str(int(c)): int(n) for c, n in zip(classes, class_counts, strict=True)}
     for column in spec.numeric:
-        values = _numeric(frame[column.name], column.name, log=column.log)
-        present = values[~np.isnan(values)]
-        stats.numeric[column.name] = NumericStats(
-            count=int(present.size),
-            total=float(present.sum()),
-            total_sq=float(np.square(present).sum()),
-            missing=int(values.size - present.size),
-        )
+        stats.numeric[column.name] = numeric_statistics(frame[column.name], column)
     for cat_column in spec.categorical:
         raw = frame[cat_column.name]
         counts = raw.dropna().astype(str).value_counts()
@@ -145,6 +152,30 @@ def site_statistics(
             counts={str(k): int(v) for k, v in counts.items()}, missing=int(raw.isna().sum())
         )
     return stats
+
+
+def numeric_statistics(values: pd.Series, column: NumericColumn) -> NumericStats:
+    """Count, sum and sum of squares of a column, each value clipped to the declared range first.
+
+    Raises `UnsafeStatisticsError` (naming the column, never a value) when a sum is not finite.
+    """
+    raw = _numeric(values, column.name)
+    if column.min is not None or column.max is not None:
+        raw = np.clip(raw, column.min, column.max)  # NaN stays NaN: a missing value
+    # Negative amounts cannot be logged; clip them to zero rather than produce NaN.
+    clipped = np.log1p(np.clip(raw, 0.0, None)) if column.log else raw
+    present = clipped[~np.isnan(clipped)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(present.sum(dtype=np.float64))
+        total_sq = float(np.square(present).sum(dtype=np.float64))
+    if not (math.isfinite(total) and math.isfinite(total_sq)):
+        raise UnsafeStatisticsError(
+            f"column {column.name!r}: its sum or sum of squares is not finite (an infinite or huge "
+            "value); correct the value, or declare the column's min and max in config.yaml"
+        )
+    return NumericStats(
+        count=int(present.size), total=total, total_sq=total_sq, missing=int(clipped.size - present.size)
+    )
 
 
 def merge_statistics(parts: Iterable[SiteStatistics]) -> SiteStatistics:
