@@ -15,6 +15,7 @@ from types import ModuleType
 
 import torch
 
+from domains.contract import domain_expectations
 from domains.yaml_files import load_domain_spec
 from fedflow.domain import DomainSpec
 from fedflow.errors import DomainError
@@ -105,24 +106,26 @@ def load_domain(name: str, root: Path | None = None) -> Domain:
     if spec.name != name:
         raise DomainError(f"{config} declares name {spec.name!r} but lives in folder {name!r}")
     model_module = _import_file(f"fedflow_domain_{name}_model", folder / "model.py")
-    schema_module = _import_file(f"fedflow_domain_{name}_schema", folder / "schema.py")
+    schema_path = folder / "schema.py"
+    schema_module = (
+        _import_file(f"fedflow_domain_{name}_schema", schema_path) if schema_path.is_file() else None
+    )
     build_model = getattr(model_module, "build_model", None)
-    expectations = getattr(schema_module, "expectations", None)
     if not callable(build_model):
         raise DomainError(f"{folder / 'model.py'} must define build_model(input_dim, **options)")
-    if not callable(expectations):
-        raise DomainError(f"{folder / 'schema.py'} must define expectations(spec)")
-    return Domain(
-        name=name, root=folder, spec=spec, build_model=build_model, expectations=list(expectations(spec))
-    )
+    expectations = domain_expectations(spec, schema_module, schema_path)
+    return Domain(name=name, root=folder, spec=spec, build_model=build_model, expectations=expectations)
 
 
-def create_domain(name: str, *, template: str) -> Path:
-    """Copy the domain `template` to a new domain `name` in the first search root.
+def create_domain(name: str, *, template: str, infer: Path | None = None, target: str | None = None) -> Path:
+    """Copy the domain `template`'s code and config (not its data) to a new domain `name`.
 
-    Refuses names that are not identifiers (so no path can escape the domains folder), an
-    existing domain of that name, and unknown templates.
+    With `infer`, config.yaml is drafted from that file (its columns, ranges, categories and task,
+    `target` naming the label) and the file becomes the first site. Refuses names that are not
+    identifiers (so no path can escape the domains folder), an existing domain, unknown templates.
     """
+    from domains.new_domain import NOT_COPIED, inferred_config, placeholder_config
+
     if not _IDENTIFIER.match(name):
         raise DomainError(
             f"{name!r} is not a valid domain name: use lower-case letters, digits and _, "
@@ -130,13 +133,22 @@ def create_domain(name: str, *, template: str) -> Path:
         )
     if name in available_domains():
         raise DomainError(f"a domain {name!r} already exists; choose another name or remove it first")
-    source = load_domain(template).root
+    if (infer is None) != (target is None):
+        raise DomainError("--infer FILE and --target COLUMN go together: give both or neither")
+    source = load_domain(template)
+    if infer is not None and get_task(source.spec.task).reads_text_folders:
+        raise DomainError(f"--infer drafts tabular domains; {template!r} is a text template")
     destination = domain_roots()[0] / name
     if destination.exists():
         raise DomainError(f"{destination} already exists; refusing to overwrite it")
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source.root, destination, ignore=shutil.ignore_patterns(*NOT_COPIED))
     config = destination / "config.yaml"
-    text = re.sub(r"(?m)^name:\s*\S+", f"name: {name}", config.read_text(), count=1)
-    config.write_text(text)
-    load_domain(name)  # the copy must load: fail now, not at the first run
+    try:
+        config.write_text(placeholder_config(config.read_text(), name=name, template=template))
+        if infer is not None and target is not None:
+            inferred_config(config, name=name, source=infer.expanduser().resolve(), target=target)
+        load_domain(name)  # the copy must load: fail now, not at the first run
+    except DomainError:
+        shutil.rmtree(destination)  # nothing half-made is left behind to block a retry
+        raise
     return destination

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from domains.config_errors import describe_config_errors
 from fedflow.domain import DomainSpec
 from fedflow.errors import DomainError, FedflowError, SiteDataError
 
@@ -32,7 +33,9 @@ def load_domain_spec(config_path: Path) -> DomainSpec:
     try:
         return DomainSpec.model_validate(raw)
     except ValidationError as error:
-        raise DomainError(f"{config_path} is invalid:\n{error}") from error
+        lines = describe_config_errors(config_path, error, raw)
+        count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
+        raise DomainError(f"{config_path} is invalid ({count}):\n" + "\n".join(lines)) from error
 
 
 def load_site_mapping(path: Path) -> dict[str, str]:

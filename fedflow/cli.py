@@ -468,20 +468,60 @@ def domains(ctx: typer.Context) -> None:
 def domains_new(
     name: Annotated[str, typer.Argument(help="Name of the new domain (lower-case identifier).")],
     from_template: Annotated[str, typer.Option("--from", help="Template to copy, e.g. healthcare.")],
+    infer: Annotated[
+        Path | None, typer.Option(help="One site's CSV or Parquet file to draft config.yaml from.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="With --infer: the column to predict.")] = None,
 ) -> None:
-    """Create a new domain by copying a template; edit its config.yaml, schema.py and model.py."""
+    """Create a new domain from a template's code and config (not its data); --infer drafts the config."""
     from domains import create_domain
     from fedflow.errors import DomainError
 
     try:
-        folder = create_domain(name, template=from_template)
+        folder = create_domain(name, template=from_template, infer=infer, target=target)
     except DomainError as error:
         raise _fail(str(error)) from error
+    config = folder / "config.yaml"
+    if infer is not None:
+        console.print(
+            f"created domain [bold]{name}[/] in {folder}: {config} is drafted from {infer}, "
+            "which is its first site.\n"
+            f"Next: confirm every `# guess:` in {config}, then `fedflow validate {name} --data {infer}`; "
+            f"add the other sites under `sites:` and `fedflow run {name}`."
+        )
+        return
     console.print(
-        f"created domain [bold]{name}[/] in {folder} (a copy of {from_template}).\n"
-        f"Next: point `sites:` in {folder / 'config.yaml'} at your files, adjust the columns and checks, "
-        f"then `fedflow validate {name} --data FILE` and `fedflow run {name}`."
+        f"created domain [bold]{name}[/] in {folder} (the code and config of {from_template}, "
+        "not its data).\n"
+        f"Next: replace the placeholder `sites:` in {config} with your files, adjust the columns, then "
+        f"`fedflow domains check {name}`, `fedflow validate {name} --data FILE` and `fedflow run {name}`."
     )
+
+
+@domains_app.command("check")
+def domains_check(
+    name: Annotated[str, typer.Argument(help="Domain whose config and schema to check.")],
+) -> None:
+    """Check a domain's config.yaml, schema.py and model.py without any data (exit 1 on a problem)."""
+    from domains import load_domain
+    from fedflow.errors import DomainError
+
+    try:
+        domain = load_domain(name)
+        import flows  # noqa: F401  (no-telemetry defaults before GX loads)
+        from validation import build_suite
+
+        build_suite(f"{name}-check", domain.expectations)
+    except (DomainError, ValueError, TypeError) as error:
+        err.print(f"[bold red]{name}: not valid[/]\n{error}", soft_wrap=True)
+        raise typer.Exit(1) from error
+    missing = [s for s in domain.spec.sites.values() if not (domain.root / s).expanduser().exists()]
+    console.print(
+        f"[green]{name} is valid[/]: {len(domain.spec.feature_columns)} features, target "
+        f"{domain.spec.target.column!r} ({domain.spec.task}), {len(domain.expectations)} expectations."
+    )
+    if missing:
+        console.print(f"note: {len(missing)} site file(s) not found on this machine: {', '.join(missing)}")
 
 
 @domains_app.command("show")

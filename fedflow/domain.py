@@ -6,6 +6,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from fedflow.config import FederationConfig
 
+# What PyYAML's safe_load turns into booleans when written unquoted.
+_YAML_BOOLEANS = "yes/no, true/false, on/off (any capitalisation)"
+
+
+def as_text(value: Any) -> Any:
+    """A label written in YAML as text: numbers become their text (`1` -> "1"); booleans are refused.
+
+    A number is unambiguous (the file holds the same digits); a boolean is not (YAML reads an
+    unquoted No, no, false or off alike), so it is refused with the hint to quote it.
+    """
+    if isinstance(value, bool):
+        raise ValueError(
+            f"found the boolean {str(value).lower()}: YAML reads unquoted {_YAML_BOOLEANS} as booleans; "
+            'quote the value as it appears in the file, e.g. "No" or "TRUE"'
+        )
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        raise ValueError('found an empty value: write the value, quoted if needed, e.g. "NA"')
+    return value
+
+
+def _as_texts(values: Any) -> Any:
+    if not isinstance(values, list):
+        return values
+    texts = []
+    for index, value in enumerate(values):
+        try:
+            texts.append(as_text(value))
+        except ValueError as error:
+            raise ValueError(f"item {index}: {error}") from error
+    return texts
+
 
 class NumericColumn(BaseModel):
     """A numeric feature: its plausible range and the codes that mean "not measured"."""
@@ -19,7 +52,14 @@ class NumericColumn(BaseModel):
         default_factory=list, description="Values recorded instead of a blank when not measured."
     )
     log: bool = Field(default=False, description="Scale log(1 + x) instead of x (amounts, incomes).")
+    required: bool = Field(default=False, description="Refuse blanks (and missing codes) in this column.")
     description: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "NumericColumn":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
 
 
 class CategoricalColumn(BaseModel):
@@ -28,8 +68,14 @@ class CategoricalColumn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    categories: list[str]
+    categories: list[str] = Field(min_length=1)
+    required: bool = Field(default=False, description="Refuse blanks in this column.")
     description: str = ""
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _text_categories(cls, values: Any) -> Any:
+        return _as_texts(values)
 
 
 class TargetSpec(BaseModel):
@@ -47,6 +93,16 @@ class TargetSpec(BaseModel):
     classes: list[str] = Field(default_factory=list, description="Multiclass tasks: the classes, in order.")
     min: float | None = None
     max: float | None = None
+
+    @field_validator("positive_value", mode="before")
+    @classmethod
+    def _text_positive_value(cls, value: Any) -> Any:
+        return None if value is None else as_text(value)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _text_classes(cls, values: Any) -> Any:
+        return _as_texts(values)
 
 
 class TextSpec(BaseModel):

@@ -59,6 +59,9 @@ def expectations_from_spec(spec: DomainSpec) -> list[Expectation]:
                 {"column": categorical.name, "value_set": list(categorical.categories)},
             )
         )
+    required = [c.name for c in spec.numeric if c.required] + [c.name for c in spec.categorical if c.required]
+    for name in required:
+        checks.append(Expectation("expect_column_values_to_not_be_null", {"column": name}))
     from fedflow.tasks import get_task  # the task kinds build their checks from this module's types
 
     target = spec.target

@@ -1,13 +1,12 @@
-"""Education data contract: the generic checks from config.yaml plus score sanity."""
+"""Education data contract: checks added to those derived from config.yaml: score sanity."""
 
 from fedflow.domain import DomainSpec
-from fedflow.expectations import Expectation, expectations_from_spec
+from fedflow.expectations import Expectation
 
 
-def expectations(spec: DomainSpec) -> list[Expectation]:
+def extra_expectations(spec: DomainSpec) -> list[Expectation]:
     """What a group of schools' pupil file must satisfy before it trains."""
     return [
-        *expectations_from_spec(spec),
         Expectation("expect_column_values_to_not_be_null", {"column": "standLRT"}),
         Expectation("expect_column_values_to_not_be_null", {"column": "intake"}),
         # Scores are standardised: a mean far from 0 means the site sent raw marks.

@@ -1,13 +1,12 @@
-"""Finance data contract: the generic checks from config.yaml plus lending sanity checks."""
+"""Finance data contract: checks added to those derived from config.yaml: lending sanity checks."""
 
 from fedflow.domain import DomainSpec
-from fedflow.expectations import Expectation, expectations_from_spec
+from fedflow.expectations import Expectation
 
 
-def expectations(spec: DomainSpec) -> list[Expectation]:
+def extra_expectations(spec: DomainSpec) -> list[Expectation]:
     """What a lender's loan file must satisfy before it trains."""
     return [
-        *expectations_from_spec(spec),
         # Loan terms are always recorded; a blank means a broken export.
         Expectation("expect_column_values_to_not_be_null", {"column": "funded_amnt"}),
         Expectation("expect_column_values_to_not_be_null", {"column": "int_rate"}),

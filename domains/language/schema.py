@@ -1,9 +1,9 @@
-"""Language data contract: the text checks from config.yaml (length, encoding, PII guard)."""
+"""Language data contract: config.yaml's text checks (length, encoding, PII guard) are enough."""
 
 from fedflow.domain import DomainSpec
-from fedflow.expectations import Expectation, expectations_from_spec
+from fedflow.expectations import Expectation
 
 
-def expectations(spec: DomainSpec) -> list[Expectation]:
-    """What a site's texts must satisfy before it fine-tunes on them."""
-    return expectations_from_spec(spec)
+def extra_expectations(spec: DomainSpec) -> list[Expectation]:
+    """No checks beyond those derived from config.yaml."""
+    return []

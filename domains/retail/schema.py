@@ -1,13 +1,12 @@
-"""Retail data contract: the generic checks from config.yaml plus price sanity."""
+"""Retail data contract: checks added to those derived from config.yaml: price sanity."""
 
 from fedflow.domain import DomainSpec
-from fedflow.expectations import Expectation, expectations_from_spec
+from fedflow.expectations import Expectation
 
 
-def expectations(spec: DomainSpec) -> list[Expectation]:
+def extra_expectations(spec: DomainSpec) -> list[Expectation]:
     """What a store's purchase file must satisfy before it trains."""
     return [
-        *expectations_from_spec(spec),
         Expectation("expect_column_values_to_not_be_null", {"column": "PriceCH"}),
         Expectation("expect_column_values_to_not_be_null", {"column": "PriceMM"}),
         # A sale price above the list price means the columns were swapped in the export.
