@@ -57,7 +57,9 @@ def _without_range(healthcare: Domain, column: str) -> Domain:
     return dataclasses.replace(healthcare, spec=spec, expectations=expectations_from_spec(spec))
 
 
-def test_a_repeated_column_name_fails_validation_naming_the_column(healthcare: Domain, tmp_path: Path) -> None:
+def test_a_repeated_column_name_fails_validation_naming_the_column(
+    healthcare: Domain, tmp_path: Path
+) -> None:
     """pandas would read the copy as `chol.1` and the site would train on the first copy."""
     rows = _rows(healthcare)
     header = ",".join([*rows.columns, "chol"])
@@ -132,7 +134,7 @@ def test_a_text_domain_given_one_text_file_asks_for_its_folder(tmp_path: Path) -
 
     note = tmp_path / "note.txt"
     note.write_text("one clinical note\n")
-    with pytest.raises(SiteDataError, match="give the folder that holds the site's .txt files"):
+    with pytest.raises(SiteDataError, match=r"give the folder that holds the site.s \.txt files"):
         read_site_frame(note, load_domain("language").spec, site=SITE)
 
 
@@ -162,3 +164,23 @@ def test_old_mac_line_endings_and_a_byte_order_mark_read_as_the_same_rows(
     pd.testing.assert_frame_equal(frame, original)
     reply = _prepare(healthcare, path, tmp_path)
     assert reply.summary.success and reply.statistics is not None
+
+
+def test_many_sites_validated_together_attribute_a_bad_value_to_its_site(healthcare: Domain) -> None:
+    """Simulation validates all sites' rows in one GX run: a site failing a file check sends every
+    site through its own run, so only that site fails, by name and column."""
+    from validation import validate_frames
+
+    domain = _without_range(healthcare, "chol")
+    frames = {
+        site: read_site_frame(healthcare.site_path(site), domain.spec, site=site)
+        for site in ("cleveland", SITE, "switzerland")
+    }
+    frames[SITE].loc[3, "chol"] = float("inf")
+    summaries = validate_frames(frames, domain.expectations, suite_name="file-checks-many")
+    assert {site: s.success for site, s in summaries.items()} == {
+        "cleveland": True,
+        SITE: False,
+        "switzerland": True,
+    }
+    assert [c.describe().split(":")[0] for c in summaries[SITE].failures] == [f"{SUMMABLE}(chol)"]

@@ -129,14 +129,18 @@ def test_a_site_whose_checks_were_skipped_still_cannot_share_unsafe_sums(
     assert f"site {SITE!r}: column 'chol'" in reasons and "e+300" not in reasons
 
 
-def test_one_sites_planted_value_leaves_the_others_federation_running(healthcare: Domain, tmp_path: Path) -> None:
+def test_one_sites_planted_value_leaves_the_others_federation_running(
+    healthcare: Domain, tmp_path: Path
+) -> None:
     """Engine: hungary's 1e300 cholesterol (a column declaring no range) excludes hungary by name,
     with the column, and the other three hospitals train; the logged preprocessor holds no trace."""
     domain = _without_range(healthcare, "chol")
     channel = in_process_channel(domain, tmp_path, paths={SITE: _planted_file(healthcare, tmp_path)})
     recorder = MemoryRecorder(checkpoints=False)
     config = FederationConfig.model_validate({"rounds": 2, "seed": 3, "audit": False})
-    outcome = run_federation(engine_plan(domain, config, "planted"), channel=channel, recorder=recorder, log=LOG)
+    outcome = run_federation(
+        engine_plan(domain, config, "planted"), channel=channel, recorder=recorder, log=LOG
+    )
 
     assert list(outcome.excluded) == [SITE]
     assert any("(chol)" in reason and "too large to sum" in reason for reason in outcome.excluded[SITE])
