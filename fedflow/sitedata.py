@@ -30,7 +30,7 @@ def read_site_frame(path: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:
         return read_text_folder(path, spec, site=site)
     kind = _READERS[path.suffix.lower()]
     try:
-        frame = _read_csv(path, spec) if kind == "csv" else pd.read_parquet(path)
+        frame = _read_csv(path, spec) if kind == "csv" else _read_parquet(path, site=site)
     except UnicodeDecodeError as error:
         raise SiteDataError(
             f"site {site!r}: {path} is not UTF-8 text (it may be latin-1 or Windows-1252); "
@@ -85,6 +85,20 @@ def _read_csv(path: Path, spec: DomainSpec) -> pd.DataFrame:
     if len(names) == len(frame.columns) and len(set(names)) < len(names):
         frame.columns = pd.Index(names)
     return frame
+
+
+def _read_parquet(path: Path, *, site: str) -> pd.DataFrame:
+    """A Parquet file; one naming a column twice is refused by name (pyarrow cannot select it)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SiteDataError(
+            f"site {site!r}: {path} names column {repeated[0]!r} {names.count(repeated[0])} times; "
+            "rename or remove the copies"
+        )
+    return pd.read_parquet(path)
 
 
 def read_text_folder(folder: Path, spec: DomainSpec, *, site: str) -> pd.DataFrame:

@@ -184,3 +184,14 @@ def test_many_sites_validated_together_attribute_a_bad_value_to_its_site(healthc
         "switzerland": True,
     }
     assert [c.describe().split(":")[0] for c in summaries[SITE].failures] == [f"{SUMMABLE}(chol)"]
+
+
+def test_a_parquet_file_naming_a_column_twice_is_refused_by_name(healthcare: Domain, tmp_path: Path) -> None:
+    """pyarrow cannot even select such a column: the reader names it instead of pyarrow's error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(_rows(healthcare), preserve_index=False)
+    path = tmp_path / "hungary.parquet"
+    pq.write_table(table.append_column("chol", table.column("chol")), path)
+    _excluded(_prepare(healthcare, path, tmp_path), "names column 'chol' 2 times")
