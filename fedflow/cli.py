@@ -50,9 +50,24 @@ def _start_orchestration(verbose: bool) -> None:
     if not verbose:
         _quiet_orchestration_logs()  # Prefect reads its logging settings once, when imported
     import flows  # noqa: F401  (applies the no-telemetry defaults before Prefect and MLflow load)
+    from fedflow.errors import FedflowError
     from flows.api_warmup import warm_up_api
 
-    warm_up_api()
+    try:
+        warm_up_api()  # stopped at exit, whatever happens (flows/local_server.py)
+    except FedflowError as error:
+        raise _fail(str(error)) from error
+
+
+def _orchestration_ready() -> None:
+    """Wait for the temporary API `_start_orchestration` launched; one clear line if it cannot start."""
+    from fedflow.errors import FedflowError
+    from flows.api_warmup import api_ready
+
+    try:
+        api_ready()
+    except FedflowError as error:
+        raise _fail(str(error)) from error
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -260,7 +275,6 @@ def _run_federation(
     from fedflow.errors import FedflowError
 
     _start_orchestration(verbose)
-    from flows.api_warmup import api_ready
     from flows.coordinator import SiteSelection, federated_training
     from flows.progress import RoundEvent, subscribe
 
@@ -287,7 +301,7 @@ def _run_federation(
             bar, completed=event.round, status=f"{event.champion_metric} {_fmt(value)}{spent}{dropped}"
         )
 
-    api_ready()
+    _orchestration_ready()
     coordinator = federated_training
     if runner is not None and runner.kind != "threads":
         from flows.task_runners import site_task_runner
