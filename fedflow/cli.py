@@ -734,9 +734,9 @@ def site_serve(
 ) -> None:
     """Serve this site's deployment (`fedflow-site/<domain>-<site>`) on the Prefect API in PREFECT_API_URL.
 
-    The coordinator starts one run per federation (a session): the run reads and validates the
-    local data file once, answers every request the coordinator leaves in this site's prefix of the
-    exchange, and writes back only what may cross the site boundary.
+    The site keeps one warm session run ready (its data file read and validated once); a
+    coordinator claims it for its federation, and it answers every request the coordinator leaves
+    in this site's prefix of the exchange, writing back only what may cross the site boundary.
     """
     _check_site(domain, site, data)
     from flows.served_site import ServedSite
