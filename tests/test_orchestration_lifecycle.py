@@ -94,7 +94,7 @@ def test_a_run_exits_cleanly_and_stops_its_server(tmp_path: Path) -> None:
 def test_a_run_ended_by_a_signal_leaves_no_server(tmp_path: Path, how: signal.Signals) -> None:
     state = tmp_path / "state" / "runs" / "stopped" / "state.json"
     process = subprocess.Popen(
-        [FEDFLOW, "run", "healthcare", "--rounds", "12", "--no-audit", "--run-name", "stopped"],
+        [FEDFLOW, "run", "healthcare", "--rounds", "40", "--no-audit", "--run-name", "stopped"],
         env=_env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
