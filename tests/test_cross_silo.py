@@ -133,7 +133,12 @@ def _serve(site: str, root: Path, env: dict[str, str]) -> subprocess.Popen:  # t
     ]  # fmt: skip
     with open(root / f"{site}.log", "wb") as log:
         return subprocess.Popen(
-            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=folder,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -237,7 +242,7 @@ def test_four_served_sites_one_with_a_bad_key_match_the_simulation(consortium) -
         path.relative_to(root / "exchange").parts[0] for path in (root / "exchange").rglob("*.json")
     } <= set(SITES)
     # The bad-key site answered preparation only: never asked again once its reply did not verify.
-    # (its session run ends once the coordinator closes it: its log may take a moment to arrive)
+    # (its session run ends once the coordinator closes it; the site logs unbuffered)
     _wait(
         lambda: "closed after 1 call(s)" in (root / f"{BAD_KEY}.log").read_text(),
         60,
