@@ -4,16 +4,18 @@ Search order: the folders listed in `FEDFLOW_DOMAINS_PATH` (separated like PATH)
 folder of this file. A new domain is a copied folder; nothing else in the project changes.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import os
 import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-
-import torch
+from typing import TYPE_CHECKING
 
 from domains.contract import domain_expectations
 from domains.yaml_files import load_domain_spec
@@ -21,6 +23,9 @@ from fedflow.domain import DomainSpec
 from fedflow.errors import DomainError
 from fedflow.expectations import Expectation
 from fedflow.tasks import get_task
+
+if TYPE_CHECKING:
+    import torch
 
 DOMAINS_ROOT = Path(__file__).resolve().parent
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -33,8 +38,16 @@ class Domain:
     name: str
     root: Path
     spec: DomainSpec
-    build_model: Callable[..., torch.nn.Module]
     expectations: list[Expectation]
+
+    @cached_property
+    def build_model(self) -> Callable[..., torch.nn.Module]:
+        """model.py's `build_model`, imported on first use (checking a file needs no torch)."""
+        path = self.root / "model.py"
+        build_model = getattr(_import_file(f"fedflow_domain_{self.name}_model", path), "build_model", None)
+        if not callable(build_model):
+            raise DomainError(f"{path} must define build_model(input_dim, **options)")
+        return build_model
 
     def site_path(self, site: str, overrides: dict[str, str] | None = None) -> Path:
         """The data file of `site`: an override, the config's file, or the partitioned table."""
@@ -93,8 +106,12 @@ def _import_file(module_name: str, path: Path) -> ModuleType:
     return module
 
 
-def load_domain(name: str, root: Path | None = None) -> Domain:
-    """Load the domain folder `name` (from `root` or the search roots); fails loudly when broken."""
+def load_domain(name: str, root: Path | None = None, *, with_model: bool = True) -> Domain:
+    """Load the domain folder `name` (from `root` or the search roots); fails loudly when broken.
+
+    `with_model=False` leaves model.py (and so torch) unimported until `build_model` is first
+    used: what checking a site's file against the contract needs.
+    """
     if not _IDENTIFIER.match(name):
         raise DomainError(f"{name!r} is not a domain name (lower-case letters, digits and _)")
     root = root or _root_of(name) or DOMAINS_ROOT
@@ -105,16 +122,15 @@ def load_domain(name: str, root: Path | None = None) -> Domain:
     spec = load_domain_spec(config)
     if spec.name != name:
         raise DomainError(f"{config} declares name {spec.name!r} but lives in folder {name!r}")
-    model_module = _import_file(f"fedflow_domain_{name}_model", folder / "model.py")
     schema_path = folder / "schema.py"
     schema_module = (
         _import_file(f"fedflow_domain_{name}_schema", schema_path) if schema_path.is_file() else None
     )
-    build_model = getattr(model_module, "build_model", None)
-    if not callable(build_model):
-        raise DomainError(f"{folder / 'model.py'} must define build_model(input_dim, **options)")
     expectations = domain_expectations(spec, schema_module, schema_path)
-    return Domain(name=name, root=folder, spec=spec, build_model=build_model, expectations=expectations)
+    domain = Domain(name=name, root=folder, spec=spec, expectations=expectations)
+    if with_model:
+        domain.build_model  # noqa: B018  (import model.py now: a broken one fails at load, not mid-run)
+    return domain
 
 
 def create_domain(name: str, *, template: str, infer: Path | None = None, target: str | None = None) -> Path:

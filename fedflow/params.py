@@ -1,16 +1,20 @@
 """Model state as named NumPy arrays, and their safetensors encoding (never pickle)."""
 
+from __future__ import annotations
+
 import json
 import struct
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from safetensors.numpy import load as _safetensors_load
 from safetensors.numpy import save as _safetensors_save
 
 from fedflow.errors import PayloadError
+
+if TYPE_CHECKING:  # torch is imported where weights meet a module, not by config-only commands
+    import torch
 
 NamedArrays = dict[str, np.ndarray]
 
@@ -40,6 +44,8 @@ def get_weights(model: torch.nn.Module) -> NamedArrays:
 
 def set_weights(model: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:
     """Load named arrays into a module; names and shapes must match exactly."""
+    import torch
+
     state = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in weights.items()}
     if isinstance(model, FederatedState):
         model.load_federated_state(state)

@@ -1,12 +1,13 @@
 """Reading a site's own data file, and splitting it into train and hold-out at the site."""
 
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from fedflow.domain import DomainSpec
 from fedflow.errors import SiteDataError
@@ -176,6 +177,8 @@ def split_site(
     frame: pd.DataFrame, labels: np.ndarray | None, *, holdout_fraction: float, seed: int
 ) -> SiteSplit:
     """Seeded hold-out split, stratified by class `labels` (if given) when every class has two rows."""
+    from sklearn.model_selection import train_test_split
+
     if holdout_fraction == 0:
         return SiteSplit(train=frame.reset_index(drop=True), holdout=frame.iloc[:0].reset_index(drop=True))
     stratify = None

@@ -1,5 +1,7 @@
 """The command line: listing domains and validating a site's file before it joins."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -203,3 +205,49 @@ def test_run_errors_are_one_readable_line() -> None:
         "local.batch_size: Input should be greater than or equal to 1" in _flat(result.output)
     )
     assert "errors.pydantic.dev" not in result.output
+
+
+FEDFLOW = str(Path(sys.executable).with_name("fedflow"))
+
+
+def test_the_console_script_reports_validation_with_its_exit_status(
+    healthcare: Domain, tmp_path: Path
+) -> None:
+    """`fedflow validate` leaves without the interpreter's teardown; output and status must survive that."""
+    clean = subprocess.run(
+        [FEDFLOW, "validate", "healthcare", "--data", str(healthcare.site_path("hungary"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert "expectations passed" in clean.stdout and "FAIL" not in clean.stdout
+    frame = pd.read_csv(healthcare.site_path("hungary"), dtype=str)
+    frame.loc[frame.index[:3], "chol"] = "-5"
+    broken = tmp_path / "hungary.csv"
+    frame.to_csv(broken, index=False)
+    failed = subprocess.run(
+        [FEDFLOW, "validate", "healthcare", "--data", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert "FAIL expect_column_values_to_be_between(chol)" in failed.stderr
+    assert "expectations failed" in failed.stderr
+
+
+def test_checking_a_file_imports_neither_torch_nor_scikit_learn(healthcare: Domain) -> None:
+    """Validation is what a site runs first and often: it must not pay for the training stack."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from typer.testing import CliRunner\n"
+        "from fedflow.cli import app\n"
+        "result = CliRunner().invoke(app, ['validate', 'healthcare', '--data', sys.argv[1]])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))\n"
+    )
+    data = str(healthcare.site_path("hungary"))
+    done = subprocess.run([sys.executable, "-c", script, data], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -4,6 +4,8 @@ Loading uses the real `transformers` code with `local_files_only=True`: nothing 
 Every site and the coordinator hold the same base model; only adapters ever travel.
 """
 
+from __future__ import annotations
+
 import contextlib
 import functools
 import hashlib
@@ -15,9 +17,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from fedflow.errors import FedflowError
 from fedflow.language.options import (
@@ -26,6 +26,9 @@ from fedflow.language.options import (
     DEFAULT_MODEL_PACKAGE,
     LanguageModelOptions,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 # transformers warns about fast-tokenizer forking when tokenising in threads; we tokenise once.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -132,6 +135,8 @@ def load_tokenizer(location: BaseModelLocation) -> Any:
 @functools.lru_cache(maxsize=2)
 def load_base_model(location: BaseModelLocation) -> torch.nn.Module:
     """The frozen base model in float32 (cached per process; copies share its weights)."""
+    import torch
+
     transformers = _require_transformers()
     with _LOAD_LOCK, _quiet_gguf_progress():
         try:

@@ -12,8 +12,7 @@ import torch
 
 from fedflow.language.base_model import load_base_model, load_tokenizer, locate_base_model
 from fedflow.language.options import LanguageModelOptions
-
-PAD = -1  # token id of padding in fedflow's token arrays (never a real token)
+from fedflow.language.tokens import PAD
 
 
 class LoraLanguageModel(torch.nn.Module):

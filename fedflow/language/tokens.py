@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fedflow.language.lora_model import PAD
+PAD = -1  # token id of padding in fedflow's token arrays (never a real token)
 
 # A fast tokenizer is not safe to call from two threads at once (its truncation state is shared).
 _TOKENISER_LOCK = threading.Lock()
@@ -26,4 +26,3 @@ def tokenise(texts: Sequence[str], tokenizer: Any, *, max_length: int) -> np.nda
         ids = [*ids, eos] if eos is not None and len(ids) < max_length else list(ids)
         out[row, : len(ids)] = ids
     return out
-

@@ -1,16 +1,20 @@
 """The Strategy protocol every aggregation algorithm implements, and the client hook through
 which a strategy changes what its sites do (FedProx's proximal term, SCAFFOLD's controls)."""
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from fedflow.capabilities import Refusal
 from fedflow.params import NamedArrays
 from fedflow.update import DecodedUpdate
+
+if TYPE_CHECKING:
+    import torch
 
 # Extra tensors travel in the same safetensors payload as the weights, named "<extra>::<param>".
 EXTRA_SEPARATOR = "::"

@@ -5,19 +5,24 @@ Each site minimises its loss plus (mu / 2) * ||w - w_global||^2, which keeps loc
 the global one when sites differ; the server averages as FedAvg does.
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from fedflow.params import NamedArrays
 from fedflow.strategies.base import ClientHook, GradientAdjustment, HookOutcome, LocalRound
 from fedflow.strategies.fedavg import FedAvg
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ProximalTerm:
     """Adds mu * (w - w_start), the gradient of (mu / 2) * ||w - w_start||^2, to every gradient."""
 
     def __init__(self, *, mu: float) -> None:
+
         self.mu = mu
         self.anchor: dict[str, torch.Tensor] = {}
 

@@ -8,10 +8,12 @@ leaves the site. The server moves x by server_lr times the mean delta and c by t
 control deltas over the number of eligible sites.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from fedflow.aggregate import mean_delta, mean_extra
 from fedflow.capabilities import ADAPTIVE_STEPS, Refusal
@@ -25,6 +27,9 @@ from fedflow.strategies.base import (
     check_weighting,
 )
 from fedflow.update import DecodedUpdate
+
+if TYPE_CHECKING:
+    import torch
 
 SERVER_CONTROL = "scaffold_c"
 CONTROL_DELTA = "scaffold_dc"
@@ -56,11 +61,14 @@ class ControlCorrection:
     """Adds c - c_i (server control minus the site's control) to every gradient."""
 
     def __init__(self, correction: Mapping[str, np.ndarray]) -> None:
+
         self.correction = correction
         self.tensors: dict[str, torch.Tensor] = {}
 
     def begin(self, parameters: Mapping[str, torch.nn.Parameter]) -> None:
         """The correction as float32 tensors, one per trained parameter."""
+        import torch
+
         self.tensors = {
             name: torch.from_numpy(np.asarray(self.correction[name], dtype=np.float32)) for name in parameters
         }

@@ -5,21 +5,25 @@ target column, what its registered model returns and how it is served, and what 
 combined with. A new kind is its own file and one line in the registry (`fedflow/tasks/__init__.py`).
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fedflow.capabilities import Refusal
 from fedflow.domain import DomainSpec
 from fedflow.expectations import Expectation
 from fedflow.language.base_model import BaseModelLocation, base_model_identity, exchanged_share
 from fedflow.tabular import Preprocessor
+
+if TYPE_CHECKING:
+    import torch
 
 # How a registered model is served (flows/tracking.py maps each to its pyfunc code and signature).
 TABULAR = "tabular"  # raw site columns in, the task's prediction columns out
@@ -151,6 +155,8 @@ class TabularRows:
 
     def inputs(self, features: np.ndarray) -> torch.Tensor:
         """float32 features (sharing memory when already contiguous float32)."""
+        import torch
+
         return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
 
     def global_metrics(self, means: dict[str, float]) -> dict[str, float]:

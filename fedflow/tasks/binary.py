@@ -1,16 +1,20 @@
 """Binary classification: one logit, BCE loss, ROC AUC / PR AUC / balanced accuracy."""
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import NUMERIC_DTYPES, Expectation
 from fedflow.tasks.base import NON_NEGATIVE, UNIT, TabularRows, valid_ranges
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BinaryTask(TabularRows):
@@ -68,6 +72,8 @@ class BinaryTask(TabularRows):
         self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
     ) -> torch.Tensor:
         """Binary cross-entropy on the logit; class weights become BCE's `pos_weight`."""
+        import torch
+
         pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
         return torch.nn.functional.binary_cross_entropy_with_logits(
             outputs.reshape(-1), targets, pos_weight=pos_weight
@@ -75,10 +81,14 @@ class BinaryTask(TabularRows):
 
     def predict(self, outputs: torch.Tensor) -> np.ndarray:
         """Probability of the positive class."""
+        import torch
+
         return torch.sigmoid(outputs.reshape(-1)).numpy()
 
     def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
         """Log loss, accuracy and balanced accuracy at 0.5, ROC AUC and PR AUC (NaN with one class)."""
+        from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+
         y = labels.astype(np.float64)
         p = np.clip(predictions.astype(np.float64), 1e-7, 1 - 1e-7)
         hard = (p >= 0.5).astype(np.float64)

@@ -5,12 +5,14 @@ A row is one text (the target column). Its model input and its label are the sam
 is their negative mean over the tokens that are not padding.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import ValidationError
 
 from fedflow.capabilities import EXAMPLE_LEVEL_DP, FLIPS_LABELS, FROZEN_BASE_MODEL, SENDS_SITE_EXTRAS, Refusal
@@ -18,11 +20,13 @@ from fedflow.domain import DomainSpec
 from fedflow.errors import validation_messages
 from fedflow.expectations import Expectation, text_expectations
 from fedflow.language.base_model import load_tokenizer, locate_base_model, weights_digest
-from fedflow.language.lora_model import PAD
 from fedflow.language.options import language_options
-from fedflow.language.tokens import tokenise
+from fedflow.language.tokens import PAD, tokenise
 from fedflow.tabular import Preprocessor
 from fedflow.tasks.base import AT_LEAST_ONE, NON_NEGATIVE, TEXT_GENERATION, FrozenBase, valid_ranges
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _mask(labels: np.ndarray) -> np.ndarray:
@@ -103,6 +107,8 @@ class LanguageTask:
 
     def inputs(self, features: np.ndarray) -> torch.Tensor:
         """int64 token ids."""
+        import torch
+
         return torch.from_numpy(np.ascontiguousarray(features, dtype=np.int64))
 
     def global_metrics(self, means: dict[str, float]) -> dict[str, float]:

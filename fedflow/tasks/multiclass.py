@@ -1,15 +1,19 @@
 """Multiclass classification: one logit per class, cross-entropy, balanced accuracy and macro F1."""
 
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import Expectation
 from fedflow.tasks.base import NON_NEGATIVE, UNIT, TabularRows, valid_ranges
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MulticlassTask(TabularRows):
@@ -64,14 +68,20 @@ class MulticlassTask(TabularRows):
         self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
     ) -> torch.Tensor:
         """Cross-entropy, optionally class-weighted."""
+        import torch
+
         return torch.nn.functional.cross_entropy(outputs, targets.long(), weight=class_weights)
 
     def predict(self, outputs: torch.Tensor) -> np.ndarray:
         """Class probabilities, one column per class."""
+        import torch
+
         return torch.softmax(outputs, dim=1).numpy()
 
     def metrics(self, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
         """Log loss, accuracy, balanced accuracy and macro F1."""
+        from sklearn.metrics import balanced_accuracy_score, f1_score
+
         y = labels.astype(np.int64)
         p = np.clip(predictions.astype(np.float64), 1e-7, 1.0)
         hard = p.argmax(axis=1)

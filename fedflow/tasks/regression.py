@@ -1,14 +1,19 @@
 """Regression: one output, mean squared error, RMSE / MAE / R²."""
 
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fedflow.domain import DomainSpec
 from fedflow.expectations import NUMERIC_DTYPES, Expectation
 from fedflow.tasks.base import AT_MOST_ONE, NON_NEGATIVE, TabularRows, valid_ranges
+
+if TYPE_CHECKING:
+    import torch
 
 
 class RegressionTask(TabularRows):
@@ -56,6 +61,8 @@ class RegressionTask(TabularRows):
         self, outputs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None
     ) -> torch.Tensor:
         """Mean squared error (class weights do not apply)."""
+        import torch
+
         return torch.nn.functional.mse_loss(outputs.reshape(-1), targets)
 
     def predict(self, outputs: torch.Tensor) -> np.ndarray:
