@@ -2,15 +2,20 @@
 
 `tests/behaviour_digests.json` holds the SHA-256 of each run's final global weights, recorded
 before the round protocol moved into the engine (main at 3a5af3b); `test_behaviour_digests.py`
-runs them again and compares. The DP runs ask for `privacy.reproducible_noise` (noise from the
-seed, as at 3a5af3b): secret noise, the default, differs on every run by design. Record anew
-only for a change that is meant to alter results:
+runs them again and compares. Float results depend on the CPU (MKL and oneDNN pick kernels by
+vendor and instruction set), so the digests are kept per machine kind (`machine_kind()`); a
+machine of a kind not recorded still checks the flow against the engine on the spot. The DP
+runs ask for `privacy.reproducible_noise` (noise from the seed, as at 3a5af3b): secret noise,
+the default, differs on every run by design. Record anew only for a change meant to alter results:
 
-    .venv/bin/python tests/behaviour_runs.py --record
+    .venv/bin/python tests/behaviour_runs.py --record     # for this machine's kind
+
+A new machine kind is recorded from a commit whose behaviour is known (a worktree of it).
 """
 
 import hashlib
 import json
+import platform
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +27,25 @@ HERE = Path(__file__).resolve().parent
 DIGESTS = HERE / "behaviour_digests.json"
 MANY_CLIENTS = "telecom_100"
 TINY_LANGUAGE = "tiny_language"
+
+
+def machine_kind() -> str:
+    """CPU vendor and model, architecture and torch version: what decides a float's last bits here."""
+    import torch
+
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    cpu = " ".join(filter(None, (fields.get("vendor_id"), fields.get("model name")))) or platform.processor()
+    return f"{cpu} | {platform.machine()} | torch {torch.__version__}"
+
+
+def recorded_digests() -> dict[str, dict[str, dict[str, str]]]:
+    """Machine kind -> run -> its digests."""
+    return json.loads(DIGESTS.read_text())
 
 
 def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:
@@ -181,7 +205,9 @@ def _record() -> None:
     with temporary_stores(domains=True) as root:
         write_extra_domains(root / "domains")
         found = digests(flow_runner)
-    DIGESTS.write_text(json.dumps(found, indent=1) + "\n")
+    recorded = recorded_digests() if DIGESTS.is_file() else {}
+    recorded[machine_kind()] = found
+    DIGESTS.write_text(json.dumps(recorded, indent=1) + "\n")
     print(json.dumps(found, indent=1))
 
 
