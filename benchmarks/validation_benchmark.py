@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 CATEGORIES = ["a", "b", "c", "d"]
 
 # The command's own steps, each timed; run in a fresh interpreter so imports are cold.
@@ -105,10 +104,12 @@ def measure(columns: int, rows: int, repeats: int) -> dict[str, object]:
     """Best-of-`repeats` wall time of `fedflow validate`, and of each of its steps."""
     with tempfile.TemporaryDirectory() as tmp:
         data = write_domain(Path(tmp), columns, rows)
-        # PYTHONPATH: this checkout's code, also for the `fedflow` entry point (a worktree of an
+        # PYTHONPATH: this checkout's code (a worktree of an
         # older commit measures that commit).
         env = {**os.environ, "FEDFLOW_DOMAINS_PATH": tmp, "PYTHONPATH": str(ROOT)}
-        command = [str(BIN / "fedflow"), "validate", "bench", "--data", str(data)]
+        # `python -m fedflow.cli` is the console script (it calls the same entry), and also runs an
+        # older commit's code from a worktree, whose console script differs.
+        command = [sys.executable, "-m", "fedflow.cli", "validate", "bench", "--data", str(data)]
         wall = min(_run(command, env)[0] for _ in range(repeats))
         splits = [json.loads(_run([sys.executable, "-c", _STEPS, str(data)], env)[1]) for _ in range(repeats)]
     best = min(splits, key=lambda s: s["imports"] + s["read"] + s["gx"])
