@@ -73,6 +73,13 @@ class StrategyConfig(BaseModel):
         build_strategy(self.name, self.options)  # unknown options or bad values fail here, not mid-run
         return self
 
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option the strategy runs with: its declared defaults, overridden by `options`."""
+        from fedflow.option_defaults import resolved_options
+        from fedflow.strategies import STRATEGIES
+
+        return resolved_options(STRATEGIES[self.name], self.options)
+
 
 class UpdateChecks(BaseModel):
     """Checks the coordinator applies to every update before aggregating (a failing one is dropped)."""
@@ -145,6 +152,13 @@ class CompressionConfig(BaseModel):
 
         build_codec(self.codec, self.options)
         return self
+
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option the codec runs with: its declared defaults, overridden by `options`."""
+        from fedflow.compression import CODECS
+        from fedflow.option_defaults import resolved_options
+
+        return resolved_options(CODECS[self.codec], self.options)
 
 
 class SecureAggregationConfig(BaseModel):
@@ -302,7 +316,11 @@ class FederationConfig(BaseModel):
         return config
 
     def flat(self) -> dict[str, str | int | float | bool]:
-        """The config as flat `section.key` pairs, for MLflow params."""
+        """The config as flat `section.key` pairs, for MLflow params: every option with its resolved value.
+
+        A variant's options left at their defaults are absent from `options`; they are filled in from
+        the variant's declaration (`strategy.options.mu=0.01` for FedProx when no `mu` was given).
+        """
         out: dict[str, str | int | float | bool] = {}
 
         def walk(prefix: str, value: object) -> None:
@@ -312,5 +330,8 @@ class FederationConfig(BaseModel):
             else:
                 out[prefix] = value  # type: ignore[assignment]
 
-        walk("", self.model_dump())
+        data = self.model_dump()
+        data["strategy"]["options"] = self.strategy.resolved_options()
+        data["compression"]["options"] = self.compression.resolved_options()
+        walk("", data)
         return out

@@ -25,12 +25,15 @@ from fedflow.federation import (
     StartingPoint,
     run_federation,
 )
+from fedflow.run_names import federation_name, run_tags
 from fedflow.site_policy import model_sha256
+from flows.run_links import RunLinks, link_runs, name_flow_run
 from flows.site_agents import SiteLocation
 from flows.site_channels import DeploymentChannel, SimulationChannel
 from flows.tracking import FederationTracker, load_champion, registered_model_name, tracking_uri
 from flows.tracking_recorder import Log, TrackingRecorder
 from flows.transport import TransportConfig
+from flows.ui_links import mlflow_run_url, mlflow_ui_base
 
 
 class SiteSelection(BaseModel):
@@ -55,6 +58,8 @@ class FederationResult(BaseModel):
     mlflow_run_id: str
     mlflow_experiment_id: str
     tracking_uri: str
+    mlflow_run_url: str = Field(default="", description="The run's page in the MLflow UI (`fedflow ui`).")
+    prefect_flow_run_id: str | None = None
     registered_model: str
     champion_version: str | None = None
     champion_metric: str = ""
@@ -122,18 +127,20 @@ def _champion(loaded: Domain, tracker: FederationTracker, log: Log) -> StartingP
     )
 
 
-def _tracker(
-    loaded: Domain, federation_id: str, config: FederationConfig, resume: FederationState | None
-) -> FederationTracker:
-    if resume is not None:
+def _tracker(loaded: Domain, resolved: "Resolved", tags: dict[str, str]) -> FederationTracker:
+    """The federation's MLflow run: started with every option resolved, or reopened as it was."""
+    resume = resolved.resume
+    tags = {"fedflow.federation_id": resolved.federation_id, **tags}
+    if resume is not None:  # params are immutable: the run keeps the ones it started with
         tracker = FederationTracker.resume(domain=loaded.name, run_id=resume.checkpoint.mlflow_run_id)
         tracker.champion = resume.checkpoint.champion
+        tracker.set_tags(tags)
         return tracker
     return FederationTracker.start(
         domain=loaded.name,
-        run_name=federation_id,
-        params={"domain": loaded.name, **config.flat()},
-        tags={"fedflow.federation_id": federation_id, "fedflow.domain": loaded.name},
+        run_name=resolved.federation_id,
+        params={"domain": loaded.name, **resolved.config.flat()},
+        tags=tags,
     )
 
 
@@ -168,7 +175,7 @@ class Resolved(BaseModel):
 
 def _resolve(loaded: Domain, request: "FederationRequest", log: Log) -> Resolved:
     config = _config(loaded, request.federation, request.overrides)
-    federation_id = request.run_name or f"{loaded.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{config.seed}"
+    federation_id = federation_name(loaded.name, config, datetime.now(UTC), given=request.run_name)
     resume = _resumable(federation_id, loaded.name, request.federation, log)
     sites_file = request.sites.files
     if resume is not None:
@@ -217,7 +224,9 @@ class FederationRequest(BaseModel):
     start_from: Literal["scratch", "champion"]
 
 
-def _result(plan: FederationPlan, tracker: FederationTracker, outcome: FederationOutcome) -> FederationResult:
+def _result(
+    plan: FederationPlan, tracker: FederationTracker, outcome: FederationOutcome, flow_run_id: str | None
+) -> FederationResult:
     return FederationResult(
         federation_id=plan.federation_id,
         domain=plan.domain.name,
@@ -227,6 +236,8 @@ def _result(plan: FederationPlan, tracker: FederationTracker, outcome: Federatio
         mlflow_run_id=tracker.run_id,
         mlflow_experiment_id=tracker.experiment_id,
         tracking_uri=tracking_uri(),
+        mlflow_run_url=mlflow_run_url(mlflow_ui_base(), tracker.experiment_id, tracker.run_id),
+        prefect_flow_run_id=flow_run_id,
         registered_model=registered_model_name(plan.domain.name),
         champion_version=tracker.champion[0] if tracker.champion else None,
         champion_metric=outcome.champion_metric,
@@ -251,9 +262,11 @@ def federated_training(
     `federation` defaults to the domain's config.yaml; `overrides` changes some of it by dotted
     key (`{"rounds": 5, "local.epochs": 2}`, checked like the CLI's `-c`). `sites` limits the
     run to some of the domain's sites and (simulation) says where their files are. `run_name`
-    is the federation id: if a checkpoint of an unfinished federation with that id exists, the
-    run continues from its last completed round in the same MLflow run, with its original
-    config. `transport` says how sites are reached (simulation, or cross-silo deployments);
+    is the federation id, and the name of the MLflow run and of this flow run (default: the
+    domain, the strategy, what else differs and the start time, e.g.
+    `healthcare-fedprox-dp-secagg-20261202-163501`). If a checkpoint of an unfinished federation
+    with that id exists, the run continues from its last completed round in the same MLflow run,
+    with its original config. `transport` says how sites are reached (simulation, or cross-silo deployments);
     `start_from="champion"` continues from the domain's champion version (its weights and
     preprocessing) instead of a seeded model.
     """
@@ -270,10 +283,13 @@ def federated_training(
     _site_names(loaded, request.sites)  # unknown sites fail before anything is recorded
     resolved = _resolve(loaded, request, log)
     _refuse_seeded_noise_across_silos(resolved.config, request.transport)
-    tracker = _tracker(loaded, resolved.federation_id, resolved.config, resolved.resume)
+    tags = run_tags(loaded.name, resolved.config, request.transport.mode)
+    flow_run_id = name_flow_run(resolved.federation_id, tags)  # the same name and tags in Prefect
+    tracker = _tracker(loaded, resolved, tags)
     recorder = TrackingRecorder(tracker=tracker, domain=loaded, federation_id=resolved.federation_id, log=log)
     channel = _channel(loaded, resolved, request.transport)
     try:
+        link_runs(RunLinks(resolved.federation_id, loaded.name, resolved.config, tracker, flow_run_id))
         plan = _plan(loaded, request, resolved, tracker, log)
         outcome = run_federation(plan, channel=channel, recorder=recorder, log=log)
     except BaseException as error:
@@ -283,4 +299,4 @@ def federated_training(
         if isinstance(channel, DeploymentChannel):
             channel.close("the federation's run ended")
     recorder.close()
-    return _result(plan, tracker, outcome)
+    return _result(plan, tracker, outcome, flow_run_id)
