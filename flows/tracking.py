@@ -13,10 +13,12 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric
-from mlflow.models import ModelSignature
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from fedflow.errors import FedflowError
 from fedflow.tabular import Preprocessor, example_frame
@@ -32,6 +34,17 @@ LANGUAGE_SIGNATURE = ModelSignature(
     params=ParamSchema([ParamSpec("max_new_tokens", DataType.long, 40)]),
 )
 CHAMPION_ALIAS = "champion"
+# Only the alias holder carries this tag; every version carries its ranking metric and value.
+CHAMPION_TAG = "champion"
+RANKING_METRIC_TAG = "ranking_metric"
+RANKING_VALUE_TAG = "ranking_value"
+# The tags older fedflow versions left on champions (read as a ranking, removed when the alias moves).
+LEGACY_CHAMPION_TAGS = ("champion_metric", "champion_value")
+# A champion's description ends with this note, which leaves with the alias.
+CHAMPION_NOTE = "\n\nChampion:"
+SELECTION_CAVEAT = "chosen on the sites' hold-out metrics, the same ones reported: optimistic"
+MODEL_TYPE = "federated-global"
+MAX_SITES_TEXT = 4000
 # MLflow's hints about integer columns in the input example (ours are declared on purpose).
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
@@ -134,19 +147,182 @@ class RoundVersion:
     output_dim: int
     adapter: Any = None  # language: the fine-tuned model, whose peft adapter folder goes along
     tags: dict[str, str] = field(default_factory=dict)
+    ranking_metric: str = ""  # the metric champions are ranked on, e.g. "roc_auc"
+    ranking_value: float = math.nan  # its value this round (the sites' hold-out mean)
+    sites: tuple[str, ...] = ()  # the sites whose updates made this model
+    epsilon: float | None = None  # privacy spent so far, when differential privacy is on
+    run_name: str = ""  # the federation's MLflow run name (the tracker's own when empty)
+
+
+@dataclass(frozen=True)
+class ChampionSource:
+    """Where the domain's champion version came from: its ranking value and the run that made it."""
+
+    version: str
+    metric: str
+    value: float
+    run_id: str
+    run_name: str
+    round_number: int | None
+    this_run: bool  # False when an earlier federation's version kept (or holds) the alias
+
+    def summary(self) -> str:
+        """One line for a terminal, e.g. `version 5 (roc_auc 0.8123), round 7 of run <name>`."""
+        score = f"{self.metric} {self.value:.4f}" if self.metric else "no ranking value"
+        round_text = f"round {self.round_number} of " if self.round_number is not None else ""
+        origin = "this run" if self.this_run else f"an earlier run, {self.run_name or self.run_id}"
+        return f"version {self.version} ({score}), {round_text}{origin}"
+
+
+def _sites_text(sites: tuple[str, ...]) -> str:
+    # Thousands of simulated clients would overflow a tag (5000 characters): count them instead.
+    joined = ",".join(sites)
+    return joined if len(joined) <= MAX_SITES_TEXT else f"{len(sites)} sites"
+
+
+def _ranking_tags(metric: str, value: float) -> dict[str, str]:
+    return {RANKING_METRIC_TAG: metric, RANKING_VALUE_TAG: repr(float(value))}
+
+
+def _version_tags(version: RoundVersion, *, run_id: str, run_name: str) -> dict[str, str]:
+    """What a version (and its logged model) is tagged with; the round's own tags come last."""
+    tags = {
+        "run_id": run_id,
+        "run_name": run_name,
+        "round": str(version.round_number),
+        "strategy": version.strategy,
+    }
+    if version.sites:
+        tags["sites"] = _sites_text(version.sites)
+        tags["sites.count"] = str(len(version.sites))
+    if version.epsilon is not None:
+        tags["epsilon"] = repr(float(version.epsilon))
+    if version.ranking_metric:
+        tags.update(_ranking_tags(version.ranking_metric, version.ranking_value))
+    return {**tags, **version.tags}
+
+
+def _ranking_sentence(metric: str, value: float) -> str:
+    shown = "not ranked (not every site evaluated this round)" if math.isnan(value) else f"{value:.4f}"
+    return f"Ranking metric {metric} (the sites' hold-out mean): {shown}."
+
+
+def _version_description(version: RoundVersion, *, run_id: str, run_name: str) -> str:
+    """A version's description: which round of which federation, who trained it, how it ranks."""
+    lines = [
+        f"Round {version.round_number} global model of the {version.strategy} federation "
+        f"`{run_name or run_id}` (MLflow run {run_id})."
+    ]
+    if version.sites:
+        lines.append(
+            f"Trained by {len(version.sites)} site(s): {_sites_text(version.sites).replace(',', ', ')}."
+        )
+    if version.epsilon is not None:
+        lines.append(f"Differential privacy: ε = {version.epsilon:.4g} spent so far.")
+    if version.ranking_metric:
+        lines.append(_ranking_sentence(version.ranking_metric, version.ranking_value))
+    return " ".join(lines)
+
+
+def _champion_note(model_name: str, metric: str, value: float) -> str:
+    return (
+        f"{CHAMPION_NOTE} this version holds the `{CHAMPION_ALIAS}` alias, the best {metric} "
+        f"({value:.4f}) of {model_name} across runs, {SELECTION_CAVEAT}."
+    )
+
+
+def _without_champion_note(description: str) -> str:
+    return description.partition(CHAMPION_NOTE)[0]
+
+
+def _registered_model_description(domain: str) -> str:
+    """What the registered model is, how its versions come about and how the champion is chosen."""
+    return (
+        f"The federated global model of the `{domain}` domain: each site trains on its own rows "
+        "and only model updates leave it. Every round of every federation (one MLflow run in the "
+        f"`{domain}` experiment) registers one version from that round's logged model, tagged "
+        "with its round, strategy, the sites that trained, ε when differential privacy is on, the "
+        "run it came from (`run_id`, `run_name`) and its ranking metric and value "
+        f"(`{RANKING_METRIC_TAG}`, `{RANKING_VALUE_TAG}`).\n\n"
+        f"The `{CHAMPION_ALIAS}` alias marks the best version across runs on the ranking metric; "
+        f"only that version carries the `{CHAMPION_TAG}` tag. The champion is {SELECTION_CAVEAT}: "
+        "the hold-out that picks it also reports its score, so that score is biased upwards; "
+        "judge it on data no round has seen."
+    )
+
+
+def _ranking(tags: dict[str, str]) -> tuple[str, float] | None:
+    """A version's ranking metric and value (versions of older fedflow: their champion tags)."""
+    for metric_key, value_key in ((RANKING_METRIC_TAG, RANKING_VALUE_TAG), LEGACY_CHAMPION_TAGS):
+        if metric_key in tags and value_key in tags:
+            return tags[metric_key], float(tags[value_key])
+    return None
+
+
+def _write_version_files(files: Path, version: RoundVersion, *, domain: str) -> None:
+    """The files a version ships: weights, preprocessing, metadata, and a language adapter."""
+    preprocessor = version.preprocessor
+    meta = {
+        "domain": domain,
+        "round": version.round_number,
+        "input_dim": len(preprocessor.feature_names),
+        "output_dim": version.output_dim,
+        "task": version.task,
+        "classes": version.classes,
+        "model_options": version.model_options,
+        "missing_codes": version.missing_codes,
+        "feature_names": preprocessor.feature_names,
+    }
+    (files / "weights.safetensors").write_bytes(version.weights_payload)
+    (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
+    (files / "meta.json").write_text(json.dumps(meta, indent=1))
+    if version.adapter is not None:
+        version.adapter.peft.save_pretrained(str(files / "adapter"))
+
+
+def _save_pyfunc(local: Path, files: Path, version: RoundVersion, mlflow_model: Model) -> None:
+    """Save the round's pyfunc model into `local` (no re-load, no requirement inference)."""
+    kind = get_task(version.task)
+    serving = SERVING[kind.serving]
+    example = serving.example(version.preprocessor)
+    output = kind.example_output(version.classes, len(example))
+    artifacts = {
+        "weights": str(files / "weights.safetensors"),
+        "preprocessor": str(files / "preprocessor.json"),
+        "meta": str(files / "meta.json"),
+        "model_code": str(version.model_code),
+    }
+    if (files / "adapter").is_dir():
+        artifacts["adapter"] = str(files / "adapter")
+    # No stderr redirection or warning filters here: this runs on the tracking thread and both
+    # are process-wide (MLflow's input-example hints are filtered once, at import).
+    mlflow.pyfunc.save_model(
+        path=local,
+        python_model=str(serving.code),
+        artifacts=artifacts,
+        signature=serving.signature(example, output),
+        input_example=example,
+        # Declared rather than inferred: inference re-loads the model in a subprocess (~2 s).
+        pip_requirements=_REQUIREMENTS,
+        mlflow_model=mlflow_model,
+    )
 
 
 class FederationTracker:
     """Logs one federation as one MLflow run (the run stays active in the flow's thread)."""
 
-    def __init__(self, *, domain: str, run_id: str, experiment_id: str) -> None:
+    def __init__(self, *, domain: str, run_id: str, experiment_id: str, run_name: str = "") -> None:
         self.domain = domain
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self.run_name = run_name
         self.model_name = registered_model_name(domain)
         self.client = MlflowClient()
         self.champion: tuple[str, float] | None = None
         self._registered = False
+        self._round_models: dict[int, str] = {}  # round -> its logged model's id
+        self._descriptions: dict[str, str] = {}  # version -> its description, as registered
+        self._ranked: set[str] = set()  # versions registered with their ranking tags
 
     @classmethod
     def start(
@@ -157,7 +333,9 @@ class FederationTracker:
         experiment_id = _experiment_id(domain)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
         mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
-        return cls(domain=domain, run_id=run.info.run_id, experiment_id=experiment_id)
+        return cls(
+            domain=domain, run_id=run.info.run_id, experiment_id=experiment_id, run_name=run.info.run_name
+        )
 
     @classmethod
     def resume(cls, *, domain: str, run_id: str) -> "FederationTracker":
@@ -165,13 +343,25 @@ class FederationTracker:
         mlflow.set_tracking_uri(tracking_uri())
         run = mlflow.start_run(run_id=run_id)
         mlflow.set_tag("fedflow.resumed", "true")
-        return cls(domain=domain, run_id=run.info.run_id, experiment_id=str(run.info.experiment_id))
+        return cls(
+            domain=domain,
+            run_id=run.info.run_id,
+            experiment_id=str(run.info.experiment_id),
+            run_name=run.info.run_name,
+        )
 
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
-        """Metrics at `step` (the round); NaN values are left out."""
+        """Metrics at `step` (the round); NaN values are left out.
+
+        Metrics at the step of a round whose model was registered are linked to that round's
+        logged model too, so the Models tab shows each model's scores.
+        """
         # The client API, not the fluent one: rounds are logged from a background thread.
         now = int(time.time() * 1000)
-        values = [Metric(k, float(v), now, step) for k, v in metrics.items() if not math.isnan(v)]
+        model_id = self._round_models.get(step)
+        values = [
+            Metric(k, float(v), now, step, model_id=model_id) for k, v in metrics.items() if not math.isnan(v)
+        ]
         for start in range(0, len(values), 1000):  # MLflow takes at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=values[start : start + 1000])
 
@@ -199,95 +389,87 @@ class FederationTracker:
         mlflow.set_tags(tags)
 
     def register_round(self, *, version: RoundVersion) -> str:
-        """Log the round's global model as a pyfunc and register it as a new version.
+        """Log the round's global model as an MLflow logged model and register it as a new version.
 
         Language models also get `adapter`, the fine-tuned model whose peft adapter folder is
         saved beside the weights (loadable with `peft` directly), and generate text when loaded.
         """
-        round_number, preprocessor, task = version.round_number, version.preprocessor, version.task
-        classes, adapter = version.classes, version.adapter
-        meta = {
-            "domain": self.domain,
-            "round": round_number,
-            "input_dim": len(preprocessor.feature_names),
-            "output_dim": version.output_dim,
-            "task": task,
-            "classes": classes,
-            "model_options": version.model_options,
-            "missing_codes": version.missing_codes,
-            "feature_names": preprocessor.feature_names,
-        }
-        kind = get_task(task)
-        serving = SERVING[kind.serving]
-        example = serving.example(preprocessor)
-        output = kind.example_output(classes, len(example))
+        run_name = version.run_name or self.run_name
+        tags = _version_tags(version, run_id=self.run_id, run_name=run_name)
         with tempfile.TemporaryDirectory() as folder:
             files = Path(folder)
-            (files / "weights.safetensors").write_bytes(version.weights_payload)
-            (files / "preprocessor.json").write_text(preprocessor.model_dump_json(indent=1))
-            (files / "meta.json").write_text(json.dumps(meta, indent=1))
-            if adapter is not None:
-                adapter.peft.save_pretrained(str(files / "adapter"))
-            # No stderr redirection or warning filters here: this runs on the tracking thread and
-            # both are process-wide (MLflow's input-example hints are filtered once, at import).
-            source = self._log_model(
-                round_number, files, version.model_code, example, output, serving=serving
-            )
-            tags = {
-                "run_id": self.run_id,
-                "round": str(round_number),
-                "strategy": version.strategy,
-                **version.tags,
-            }
-            created = self.client.create_model_version(self.model_name, source, run_id=self.run_id, tags=tags)
-        return str(created.version)
+            _write_version_files(files, version, domain=self.domain)
+            model_id = self._log_model(version, files, tags=tags)
+        description = _version_description(version, run_id=self.run_id, run_name=run_name)
+        created = self.client.create_model_version(
+            self.model_name,
+            f"models:/{model_id}",
+            run_id=self.run_id,
+            tags=tags,
+            description=description,
+            model_id=model_id,
+        )
+        number = str(created.version)
+        # What `mlflow.register_model` records: the logged model's page links to its version.
+        link = [{"name": self.model_name, "version": number}]
+        self.client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(link)})
+        self._round_models[version.round_number] = model_id
+        self._descriptions[number] = description
+        if version.ranking_metric:
+            self._ranked.add(number)
+        return number
 
-    def _log_model(
-        self,
-        round_number: int,
-        files: Path,
-        model_code: Path,
-        example: pd.DataFrame,
-        output: pd.DataFrame,
-        *,
-        serving: Serving,
-    ) -> str:
-        """Save the pyfunc model into the run's artifacts; return its `runs:/` source.
+    def _log_model(self, version: RoundVersion, files: Path, *, tags: dict[str, str]) -> str:
+        """Create the round's logged model (an output of the run at step = round); return its id.
 
-        Saved and uploaded rather than `log_model`-ed: `log_model` also loads the model to test its
-        serving input and scans the run's whole metric history to link metrics to it — together
-        ~80 % of a heart-disease round. The registered version loads the same way
+        Built from files saved here rather than with `log_model`, which also loads the model to
+        test its serving input and scans the run's whole metric history to link metrics to it —
+        together ~80 % of a heart-disease round. Metrics are linked as they are logged instead
+        (`log_metrics`). The registered version loads the same way
         (`mlflow.pyfunc.load_model("models:/<domain>-global/<version>")`, tested).
         """
-        if not self._registered:
-            try:
-                self.client.create_registered_model(self.model_name)
-            except mlflow.exceptions.MlflowException as error:
-                if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            self._registered = True
-        artifact_path = f"global-round-{round_number}"
-        with tempfile.TemporaryDirectory() as folder:
-            local = Path(folder) / "model"
-            artifacts = {
-                "weights": str(files / "weights.safetensors"),
-                "preprocessor": str(files / "preprocessor.json"),
-                "meta": str(files / "meta.json"),
-                "model_code": str(model_code),
-            }
-            if (files / "adapter").is_dir():
-                artifacts["adapter"] = str(files / "adapter")
-            mlflow.pyfunc.save_model(
-                path=local,
-                python_model=str(serving.code),
-                artifacts=artifacts,
-                signature=serving.signature(example, output),
-                input_example=example,
-                # Declared rather than inferred: inference re-loads the model in a subprocess (~2 s).
-                pip_requirements=_REQUIREMENTS,
+        self._ensure_registered_model()
+        params = {key: tags[key] for key in ("round", "strategy", "sites.count", "epsilon") if key in tags}
+        model = self.client.create_logged_model(
+            self.experiment_id,
+            name=f"{self.model_name}-round-{version.round_number}",
+            source_run_id=self.run_id,
+            tags=tags,
+            params=params,
+            model_type=MODEL_TYPE,
+        )
+        try:
+            self.client.log_outputs(
+                self.run_id, [LoggedModelOutput(model.model_id, step=version.round_number)]
             )
-            self.client.log_artifacts(self.run_id, str(local), artifact_path)
-        return f"runs:/{self.run_id}/{artifact_path}"
+            described = Model(
+                artifact_path=model.artifact_location,
+                run_id=self.run_id,
+                model_uuid=model.model_id,
+                model_id=model.model_id,
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                local = Path(folder) / "model"
+                _save_pyfunc(local, files, version, described)
+                self.client.log_model_artifacts(model.model_id, str(local))
+        except BaseException:
+            self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return str(model.model_id)
+
+    def _ensure_registered_model(self) -> None:
+        """Create the domain's registered model, or bring an existing one's description up to date."""
+        if self._registered:
+            return
+        description = _registered_model_description(self.domain)
+        try:
+            self.client.create_registered_model(self.model_name, description=description)
+        except mlflow.exceptions.MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            self.client.update_registered_model(self.model_name, description=description)
+        self._registered = True
 
     def offer_champion(
         self, version: str, value: float, *, metric: str, higher_is_better: bool = True
@@ -295,8 +477,11 @@ class FederationTracker:
         """Move the domain's `champion` alias to `version` if it beats the current champion.
 
         The champion is the best version of the domain on `metric`, across runs: a new run takes
-        the alias only with a better hold-out value than the version that holds it.
+        the alias only with a better hold-out value than the version that holds it. A version
+        registered without its ranking gets it here (NaN: not offered), so every version has one.
         """
+        if version not in self._ranked:
+            self._record_ranking(version, metric, value)
         if math.isnan(value):
             return False
         if self.champion is None:
@@ -307,21 +492,77 @@ class FederationTracker:
             or (not higher_is_better and value < self.champion[1])
         )
         if better:
+            self._move_champion(version, value, metric)
             self.champion = (version, value)
-            self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
-            self.client.set_model_version_tag(self.model_name, version, "champion_metric", metric)
-            self.client.set_model_version_tag(self.model_name, version, "champion_value", repr(value))
         return better
+
+    def _record_ranking(self, version: str, metric: str, value: float) -> None:
+        for key, text in _ranking_tags(metric, value).items():
+            self.client.set_model_version_tag(self.model_name, version, key, text)
+        if version in self._descriptions:
+            described = f"{self._descriptions[version]} {_ranking_sentence(metric, value)}"
+            self.client.update_model_version(self.model_name, version, description=described)
+            self._descriptions[version] = described
+        self._ranked.add(version)
+
+    def _move_champion(self, version: str, value: float, metric: str) -> None:
+        """Point the alias at `version`; the champion tag and note go with it, off the former holder."""
+        former = self._holder()
+        self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+        self.client.set_model_version_tag(self.model_name, version, CHAMPION_TAG, "true")
+        description = self._descriptions.get(version)
+        if description is None:
+            description = self.client.get_model_version(self.model_name, version).description or ""
+        noted = _without_champion_note(description) + _champion_note(self.model_name, metric, value)
+        self.client.update_model_version(self.model_name, version, description=noted)
+        if former is None or str(former.version) == version:
+            return
+        for key in (CHAMPION_TAG, *LEGACY_CHAMPION_TAGS):
+            if key in former.tags:
+                self.client.delete_model_version_tag(self.model_name, str(former.version), key)
+        if CHAMPION_NOTE in (former.description or ""):
+            plain = _without_champion_note(former.description)
+            self.client.update_model_version(self.model_name, str(former.version), description=plain)
+
+    def _holder(self) -> ModelVersion | None:
+        try:
+            return self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return None
 
     def _current_champion(self, metric: str) -> tuple[str, float] | None:
         """The version holding the alias and its value, if it was ranked on the same metric."""
+        holder = self._holder()
+        ranking = _ranking(dict(holder.tags)) if holder is not None else None
+        if holder is None or ranking is None or ranking[0] != metric or math.isnan(ranking[1]):
+            return None
+        return str(holder.version), ranking[1]
+
+    def champion_source(self) -> ChampionSource | None:
+        """Where the domain's champion came from (read from the registry), or None without one."""
+        holder = self._holder()
+        if holder is None:
+            return None
+        tags = dict(holder.tags)
+        metric, value = _ranking(tags) or ("", math.nan)
+        run_id = tags.get("run_id") or holder.run_id or ""
+        run_name = tags.get("run_name") or self._run_name_of(run_id)
+        round_text = tags.get("round", "")
+        return ChampionSource(
+            version=str(holder.version),
+            metric=metric,
+            value=value,
+            run_id=run_id,
+            run_name=run_name,
+            round_number=int(round_text) if round_text.isdigit() else None,
+            this_run=run_id == self.run_id,
+        )
+
+    def _run_name_of(self, run_id: str) -> str:
         try:
-            holder = self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+            return str(self.client.get_run(run_id).info.run_name or "")
         except mlflow.exceptions.MlflowException:
-            return None
-        if holder.tags.get("champion_metric") != metric or "champion_value" not in holder.tags:
-            return None
-        return str(holder.version), float(holder.tags["champion_value"])
+            return ""
 
     def finish(self, *, failure: str | None = None) -> None:
         """End the run: FINISHED, or FAILED with the reason as a tag."""
