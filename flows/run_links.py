@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.utilities.urls import url_for
 
 from fedflow.config import FederationConfig
-from fedflow.run_names import flow_run_tags
+from fedflow.run_names import flow_run_tags, privacy_kind
 from flows import api_warmup
 from flows.tracking import FederationTracker
 from flows.ui_links import mlflow_run_url, mlflow_ui_base
@@ -80,14 +80,15 @@ def _description(links: RunLinks, prefect_url: str | None) -> str:
     lines = [
         f"**{links.domain}** federation `{links.federation_id}`: strategy {config.strategy.name}"
         + (f" ({options})" if options else "")
-        + f", {config.rounds} rounds, privacy {config.privacy.mode}, secure aggregation "
+        + f", {config.rounds} round{'s' if config.rounds != 1 else ''}, privacy {privacy_kind(config)}"
+        + ", secure aggregation "
         + ("on" if config.secure_aggregation.enabled else "off")
         + f", codec {config.compression.codec}.",
     ]
     if prefect_url is not None:
         lines += ["", f"Prefect flow run: [{links.flow_run_id}]({prefect_url})"]
     elif links.flow_run_id is not None:
-        lines += ["", f"Prefect flow run `{links.flow_run_id}` (no Prefect UI was configured for this run)."]
+        lines += ["", f"Prefect flow run `{links.flow_run_id}` (no Prefect UI serves this run's API)."]
     return "\n".join(lines)
 
 
