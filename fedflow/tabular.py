@@ -63,6 +63,9 @@ class NumericTransform(BaseModel):
     std: float
     missing_indicator: bool
     log: bool = False
+    # The declared range (config.yaml), not the data's: synthetic input examples stay inside it.
+    min: float | None = None
+    max: float | None = None
 
 
 class CategoricalTransform(BaseModel):
@@ -216,7 +219,13 @@ def fit_preprocessor(stats: SiteStatistics, spec: DomainSpec, *, min_category_co
             std = math.sqrt(variance) if variance > 1e-12 else 1.0
         numeric.append(
             NumericTransform(
-                name=column.name, mean=mean, std=std, missing_indicator=num.missing > 0, log=column.log
+                name=column.name,
+                mean=mean,
+                std=std,
+                missing_indicator=num.missing > 0,
+                log=column.log,
+                min=column.min,
+                max=column.max,
             )
         )
     categorical: list[CategoricalTransform] = []
@@ -235,14 +244,28 @@ def fit_preprocessor(stats: SiteStatistics, spec: DomainSpec, *, min_category_co
 def example_frame(preprocessor: Preprocessor, rows: int = 2) -> pd.DataFrame:
     """A synthetic frame of raw columns built from federated aggregates, never from real rows.
 
-    Used as MLflow's input example: numeric columns at their federated mean (rounded), the
-    first categories of each vocabulary.
+    Used as MLflow's input example: numeric columns half a standard deviation either side of
+    their federated mean, kept inside the declared range, and whole numbers where both declared
+    bounds are whole (counts, flags; a whole number is valid there even for a continuous column);
+    the first categories of each vocabulary.
     """
     data: dict[str, list[object]] = {}
     for num in preprocessor.numeric:
         values = [num.mean + (i - (rows - 1) / 2) * num.std for i in range(rows)]
-        data[num.name] = [round(float(np.expm1(v)) if num.log else v, 1) for v in values]
+        data[num.name] = [_example_value(num, float(np.expm1(v)) if num.log else v) for v in values]
     for cat in preprocessor.categorical:
         vocab = cat.categories or [""]
         data[cat.name] = [vocab[i % len(vocab)] for i in range(rows)]
     return pd.DataFrame(data)
+
+
+def _example_value(num: NumericTransform, value: float) -> float | int:
+    """`value` clipped to the column's declared range, rounded to what the column holds."""
+    low = -math.inf if num.min is None else num.min
+    high = math.inf if num.max is None else num.max
+    clipped = min(max(value, low), high)
+    declared = [bound for bound in (num.min, num.max) if bound is not None]
+    if declared and all(float(bound).is_integer() for bound in declared):
+        return round(clipped)  # whole bounds: a rounded in-range value stays in range
+    rounded = round(clipped, 1)
+    return min(max(rounded, low), high)  # a bound finer than 0.1 must not be rounded past

@@ -4,6 +4,8 @@ The checks themselves run in `validation/` (Great Expectations); these types are
 the site boundary, so the engine's messages carry them.
 """
 
+from typing import Any
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -60,6 +62,31 @@ class ValidationSummary(BaseModel):
         """Why the site failed, one line per reason."""
         lines = [self.error] if self.error else []
         return lines + [check.describe() for check in self.failures]
+
+    def compact(self) -> dict[str, Any]:
+        """The summary for a reader: the failed checks first, each with what went wrong, then the
+        passing ones; no empty fields (the full model is mostly nulls)."""
+        out: dict[str, Any] = {"site": self.site, "success": self.success, "rows": self.rows}
+        if self.error:
+            out["error"] = self.error
+        out["failed"] = [
+            {**check.model_dump(include=_NAMING, exclude_none=True), "detail": check.detail()}
+            for check in self.failures
+        ]
+        out["passed"] = [_passed(check) for check in self.checks if check.success]
+        return out
+
+
+_NAMING = {"expectation", "column", "label"}
+
+
+def _passed(check: CheckResult) -> dict[str, Any]:
+    """A passing check by name; its counts only when some rows were allowed through (`mostly`)."""
+    shown = check.model_dump(include=_NAMING | {"observed_type"}, exclude_none=True)
+    if check.unexpected_count:
+        shown["unexpected_count"] = check.unexpected_count
+        shown["element_count"] = check.element_count
+    return shown
 
 
 def failure_summary(site: str, reason: str) -> ValidationSummary:

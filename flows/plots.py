@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def metrics_figure(
@@ -35,6 +36,7 @@ def metrics_figure(
             axis.plot(rounds, personalised, "k--", linewidth=2, label="personalised")
         axis.set_title(metric)
         axis.set_xlabel("round")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole: no 1.25, 1.5 …
         axis.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -100,7 +100,7 @@ def test_two_rounds_with_an_excluded_site(
 
     # The privacy audit ran at every eligible site and only its scores were logged.
     assert sorted(result.audit) == ["cleveland", "va_long_beach"]
-    for key in ("audit/max/mia_loss_auc", "audit/cleveland/mia_calibrated_tpr_at_1fpr"):
+    for key in ("privacy/mia_loss_auc_max", "privacy/mia_calibrated_tpr_at_1fpr_max"):
         (value,) = [m.value for m in client.get_metric_history(run.info.run_id, key)]
         assert 0.0 <= value <= 1.0
 
@@ -173,6 +173,6 @@ def test_scaffold_with_personalisation_logs_both_and_a_plot(prefect_api: None, m
     sent = client.get_metric_history(result.mlflow_run_id, "comm/bytes_received")[-1].value
     plain_sent = client.get_metric_history(plain.mlflow_run_id, "comm/bytes_received")[-1].value
     assert 1.8 < sent / plain_sent < 2.2
-    artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id, "plots")]
-    assert artifacts == ["plots/metrics_by_round.png"]
+    artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id)]
+    assert "metrics_by_round.png" in artifacts
     assert result.final_metrics != plain.final_metrics
