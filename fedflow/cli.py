@@ -7,8 +7,6 @@ Prefect, MLflow and GX are imported inside the commands that need them, so that 
 import logging
 import math
 import os
-import shutil
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -24,11 +22,15 @@ from rich.table import Table
 from fedflow.config import FederationConfig
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from domains import Domain
     from fedflow.domain import DomainSpec
     from fedflow.site_policy import SitePolicy
     from fedflow.validation_summary import CheckResult
+    from flows.compare import Comparison
     from flows.task_runners import TaskRunnerConfig
+    from flows.ui_server import ServerSpec, UiServer
 
 app = typer.Typer(help="Federated learning across organisations.", no_args_is_help=True)
 # Set by commands that only read and print: the interpreter's teardown of GX, pandas and the
@@ -787,26 +789,180 @@ def site_serve(
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface the MLflow UI listens on.")] = "127.0.0.1",
+    prefect: Annotated[
+        bool, typer.Option("--prefect", help="Also start the Prefect UI (server), telemetry off.")
+    ] = False,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect UI.")] = 4200,
+    workers: Annotated[int, typer.Option(min=1, help="MLflow server worker processes.")] = 1,
+    startup_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for each UI to answer.")
+    ] = 120.0,
 ) -> None:
-    """Start the MLflow UI on this project's store, and say how to open the Prefect UI."""
-    import flows  # noqa: F401
+    """Start the MLflow UI on this project's store (and with --prefect the Prefect UI); print direct links.
+
+    The links open each domain's runs in MLflow's model-training view and each registered model.
+    Ctrl-C, SIGTERM or SIGHUP stops every server this started, with all its worker processes.
+    """
+    import flows  # noqa: F401  (no telemetry)
+    from flows import ui_server
     from flows.tracking import artifact_root, tracking_uri
 
     uri = tracking_uri()
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
-    if mlflow_bin is None:
-        raise _fail("the `mlflow` command is not installed in this environment")
+    specs = [
+        ui_server.mlflow_spec(
+            store_uri=uri,
+            artifact_root=artifact_root() if uri.startswith("sqlite:") else None,
+            host=host,
+            port=port,
+            workers=workers,
+        )
+    ]
+    if prefect:
+        specs.append(ui_server.prefect_spec(port=prefect_port))
+    try:
+        ui_server.check_ports(specs)
+    except ui_server.UiServerError as error:
+        raise _fail(str(error)) from error
+    raise typer.Exit(_serve_uis(specs, uri, startup_timeout))
+
+
+def _serve_uis(specs: "list[ServerSpec]", store_uri: str, startup_timeout: float) -> int:
+    """Start the servers, print the links once they answer, serve until stopped; always stop them."""
+    from flows import ui_server
+
+    servers: list[UiServer] = []
+    with ui_server.stop_on_signals():
+        try:
+            for spec in specs:
+                servers.append(ui_server.launch(spec))
+            for server in servers:
+                ui_server.wait_until_answers(server, startup_timeout)
+            _print_ui_links(servers, store_uri)
+            ended = ui_server.serve(servers)
+            err.print(
+                f"[bold red]error:[/] the {ended.spec.name} stopped on its own; log: {ended.spec.log_path}"
+            )
+            return 1
+        except ui_server.UiServerError as error:
+            err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            return 2
+        except (KeyboardInterrupt, ui_server.Stopped):
+            return 0
+        finally:
+            ui_server.stop(servers)
+            if servers:
+                console.print("stopped: " + ", ".join(s.spec.name for s in servers))
+
+
+def _print_ui_links(servers: "list[UiServer]", store_uri: str) -> None:
+    from flows import ui_server
+
+    mlflow_server = servers[0]
+    base = mlflow_server.spec.base_url
+    links = ui_server.mlflow_links(base)
+    console.print(f"[bold green]ready[/]: MLflow UI on {base} (store {escape(store_uri)})", soft_wrap=True)
+    for label, url in links:
+        console.print(f"  {escape(label)}: {escape(url)}", soft_wrap=True)
+    if not any(label.startswith("runs of ") for label, _ in links):
+        console.print("  no federation in this store yet: run `fedflow run DOMAIN`, then reload")
+    for server in servers[1:]:
+        api = server.spec.base_url + "/api"
+        console.print(
+            f"[bold green]ready[/]: {server.spec.name} on {server.spec.base_url}/runs (telemetry off); "
+            f"runs started with PREFECT_API_URL={api} appear live",
+            soft_wrap=True,
+        )
     console.print(
-        f"MLflow UI on http://{host}:{port} (store {uri}). Compare runs: Experiments → pick runs → Compare.\n"
-        "Prefect UI: in another terminal run [bold]PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 "
-        "prefect server start[/] (telemetry off) and open http://127.0.0.1:4200 "
-        "(flow runs, task runs, and the validation and round artifacts)."
+        "Compare runs in the terminal: fedflow compare --domain DOMAIN --last 3. "
+        f"Server logs: {ui_server.log_folder()}. Ctrl-C stops the UI.",
+        soft_wrap=True,
     )
-    command = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    if uri.startswith("sqlite:"):
-        command += ["--default-artifact-root", artifact_root().as_uri()]
-    raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[str] | None, typer.Argument(help="MLflow run ids or run names (federation ids) to compare.")
+    ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="The domain (MLflow experiment): where to find names, or --last's runs."),
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option(min=1, help="Compare the domain's last N federations (default 2).")
+    ] = None,
+    site_metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site-metric", help="Metric shown per site (repeatable; default: the ranking metric)."
+        ),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Also log the table to MLflow as a comparison run.")
+    ] = True,
+) -> None:
+    """Compare federations side by side: setup, rounds, time, bytes, global and per-site metrics.
+
+    Give runs by id or name, or `--domain D --last N`. The final round's metrics are shown, the
+    domain's ranking metric first, the best run of each metric in bold. The same table is logged
+    to MLflow as its own run in the domain's experiment, `compare-<run names>` (tag
+    `fedflow.kind=comparison`; the table in its description and as comparison.md, .csv and an
+    MLflow table), leaving the federations' runs as they were; `--no-log` skips it.
+    """
+    from flows import compare as comparing
+
+    client = _mlflow_client_for_reading()
+    try:
+        found = comparing.find_runs(
+            client, comparing.CompareRequest(runs=list(runs or []), domain=domain, last=last)
+        )
+        domain_name, experiment_id = comparing.domain_of(client, found)
+        champion = comparing.champion_of(client, domain_name)
+        summaries = [comparing.read_summary(client, run, champion) for run in found]
+    except comparing.CompareError as error:
+        raise _fail(str(error)) from error
+    metric = comparing.ranking_metric(domain_name)
+    table = comparing.build_comparison(summaries, ranking_metric=metric, site_metrics=site_metric or ())
+    console.print(_comparison_table(table, title=f"{domain_name}: {len(found)} federation(s)"))
+    if log:
+        run_id = comparing.log_comparison(client, experiment_id, table, found)
+        console.print(
+            f"logged as MLflow run {run_id} ({comparing.comparison_run_name(table.runs)})", soft_wrap=True
+        )
+
+
+def _mlflow_client_for_reading() -> "MlflowClient":
+    """A client on the project's store; a local store that does not exist is reported, not created."""
+    import flows  # noqa: F401  (no telemetry)
+    from flows.tracking import tracking_uri
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise _fail(f"no MLflow store at {uri}: run a federation first, or set MLFLOW_TRACKING_URI")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _comparison_table(comparison: "Comparison", *, title: str) -> Table:
+    """The comparison as a rich table: one column per run, a rule between sections."""
+    from flows.compare import format_value
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for name in comparison.runs:
+        table.add_column(escape(name), overflow="fold")
+    rows = comparison.rows
+    for index, row in enumerate(rows):
+        cells = [escape(format_value(value, row.kind)) for value in row.values]
+        if row.best is not None:
+            cells[row.best] = f"[bold green]{cells[row.best]}[/]"
+        last_of_section = index + 1 == len(rows) or rows[index + 1].section != row.section
+        table.add_row(escape(row.label), *cells, end_section=last_of_section)
+    return table
 
 
 def _exit_status(code: object) -> int:
