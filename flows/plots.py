@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+LEGEND_SITES = 12
+
 
 def metrics_figure(
     history: Sequence[dict[str, float]], metrics: Sequence[str], sites: Sequence[str]
@@ -21,9 +23,10 @@ def metrics_figure(
     rounds = list(range(1, len(history) + 1))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
     for axis, metric in zip(axes[0], metrics, strict=True):
+        named = len(sites) <= LEGEND_SITES  # a legend of 100 clients hides the plot
         for site in sites:
             values = [h.get(f"site/{site}/{metric}", math.nan) for h in history]
-            axis.plot(rounds, values, linewidth=1, alpha=0.7, label=site)
+            axis.plot(rounds, values, linewidth=1, alpha=0.7 if named else 0.3, label=site if named else None)
         axis.plot(
             rounds,
             [h.get(f"global/{metric}", math.nan) for h in history],

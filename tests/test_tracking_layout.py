@@ -255,3 +255,17 @@ def test_compact_validation_summary_names_failures_and_keeps_counts_only_where_t
             },
         ],
     }
+
+
+def test_many_sites_are_drawn_without_a_legend_that_hides_the_plot() -> None:
+    import warnings
+
+    from flows.plots import metrics_figure
+
+    sites = [f"client-{i:03d}" for i in range(100)]
+    history = [{**{f"site/{s}/loss": 0.5 for s in sites}, "global/loss": 0.4} for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a huge legend defeats the layout
+        figure = metrics_figure(history, ["loss"], sites)
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["global"]
+    assert len(figure.axes[0].lines) == 101
