@@ -44,7 +44,8 @@ LEGACY_CHAMPION_TAGS = ("champion_metric", "champion_value")
 CHAMPION_NOTE = "\n\nChampion:"
 SELECTION_CAVEAT = "chosen on the sites' hold-out metrics, the same ones reported: optimistic"
 MODEL_TYPE = "federated-global"
-MAX_SITES_TEXT = 4000
+MAX_SITES_TEXT = 4000  # a version tag holds 5000 characters
+MAX_SITES_DESCRIBED = 1000  # a description holds 5000, with the rest of its text
 # MLflow's hints about integer columns in the input example (ours are declared on purpose).
 warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
@@ -174,10 +175,10 @@ class ChampionSource:
         return f"version {self.version} ({score}), {round_text}{origin}"
 
 
-def _sites_text(sites: tuple[str, ...]) -> str:
+def _sites_text(sites: tuple[str, ...], *, separator: str = ",", limit: int = MAX_SITES_TEXT) -> str:
     # Thousands of simulated clients would overflow a tag (5000 characters): count them instead.
-    joined = ",".join(sites)
-    return joined if len(joined) <= MAX_SITES_TEXT else f"{len(sites)} sites"
+    joined = separator.join(sites)
+    return joined if len(joined) <= limit else f"{len(sites)} sites"
 
 
 def _ranking_tags(metric: str, value: float) -> dict[str, str]:
@@ -214,9 +215,8 @@ def _version_description(version: RoundVersion, *, run_id: str, run_name: str) -
         f"`{run_name or run_id}` (MLflow run {run_id})."
     ]
     if version.sites:
-        lines.append(
-            f"Trained by {len(version.sites)} site(s): {_sites_text(version.sites).replace(',', ', ')}."
-        )
+        named = _sites_text(version.sites, separator=", ", limit=MAX_SITES_DESCRIBED)
+        lines.append(f"Trained by {len(version.sites)} site(s): {named}.")
     if version.epsilon is not None:
         lines.append(f"Differential privacy: ε = {version.epsilon:.4g} spent so far.")
     if version.ranking_metric:

@@ -217,3 +217,14 @@ def test_metrics_of_steps_without_a_round_model_are_not_linked(mlflow_store: str
     client = MlflowClient(mlflow_store)
     assert client.search_logged_models([tracker.experiment_id]) == []
     assert client.get_run(tracker.run_id).data.metrics == {"sites/eligible": 4.0}
+
+
+def test_thousands_of_simulated_sites_are_counted_not_listed(mlflow_store: str, healthcare: Domain) -> None:
+    tracker = FederationTracker.start(domain="healthcare", run_name="many", params={}, tags={})
+    clients = tuple(f"client-{i:05d}" for i in range(2000))
+    many = dataclasses.replace(_round_version(healthcare, 1, "fedavg", 0.7), sites=clients)
+    version = tracker.register_round(version=many)
+    tracker.finish()
+    stored = MlflowClient(mlflow_store).get_model_version(MODEL, version)
+    assert stored.tags["sites"] == "2000 sites" and stored.tags["sites.count"] == "2000"
+    assert "Trained by 2000 site(s): 2000 sites." in stored.description
