@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-language test test-fast lint typecheck pytest benchmark clean
+.PHONY: demo demo-language test test-fast lint typecheck pytest browser benchmark clean
 
 # torch first and exactly 2.13.0: the CPU build on this machine's disk; other specs pull CUDA.
 $(STAMP): pyproject.toml constraints.txt
@@ -28,8 +28,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy fedflow
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the tests that look at the MLflow and Prefect UIs as a person would.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+		(apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
 
 test: lint typecheck pytest
 

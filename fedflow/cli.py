@@ -371,13 +371,15 @@ def _print_summary(result: Any) -> None:
         )
     for site, reasons in result.excluded_sites.items():
         console.print(f"[yellow]excluded[/] {site}: {'; '.join(reasons)}")
+    champion = result.champion_origin or f"version {result.champion_version}"
     console.print(
-        f"MLflow: experiment [bold]{result.domain}[/], run [bold]{result.mlflow_run_id}[/] "
-        f"({result.federation_id}); registered model [bold]{result.registered_model}[/], "
-        f"champion (best {result.champion_metric}) = version {result.champion_version}.\n"
+        f"MLflow: experiment [bold]{result.domain}[/], run [bold]{result.federation_id}[/] "
+        f"({result.mlflow_run_id}); registered model [bold]{result.registered_model}[/].\n"
+        f"Champion (best {result.champion_metric}): {champion} — ranked on the sites' hold-out "
+        "metrics, the same ones reported above, so its score is optimistic.\n"
         f"Store: {result.tracking_uri}\n"
-        "See it: [bold]fedflow ui[/] then open http://127.0.0.1:5000 "
-        f"(Experiments → {result.domain}; Models → {result.registered_model})."
+        f"See it: [bold]fedflow ui[/] (add --prefect for the Prefect UI), then {result.mlflow_run_url} ; "
+        f"compare: [bold]fedflow compare --domain {result.domain} --last 2[/]"
     )
 
 

@@ -63,6 +63,9 @@ class FederationResult(BaseModel):
     registered_model: str
     champion_version: str | None = None
     champion_metric: str = ""
+    champion_origin: str | None = Field(
+        default=None, description="Where the champion came from: its version, score, round and run."
+    )
     epsilon: float | None = Field(default=None, description="Privacy spent, when differential privacy is on.")
     audit: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Membership-inference attack scores per site."
@@ -241,6 +244,7 @@ def _result(
         registered_model=registered_model_name(plan.domain.name),
         champion_version=tracker.champion[0] if tracker.champion else None,
         champion_metric=outcome.champion_metric,
+        champion_origin=source.summary() if (source := tracker.champion_source()) else None,
         final_metrics=outcome.final_metrics,
         per_site=outcome.per_site,
         excluded_sites=outcome.excluded,

@@ -110,6 +110,9 @@ def prefect_spec(*, port: int) -> ServerSpec:
     command += ["--port", str(port), "--ui", "--no-background"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PREFECT_API_URL", None)  # the UI must talk to this server, not one named for clients
+    # The UI's pages call the API at PREFECT_UI_API_URL, which follows the *setting*
+    # PREFECT_SERVER_API_PORT (4200), not `--port`: on any other port they would fail to connect.
+    env.setdefault("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("DO_NOT_TRACK", "1")
     return ServerSpec(
