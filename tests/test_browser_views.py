@@ -6,7 +6,9 @@ package) opens the links it printed and the pages they lead to. The assertions a
 browser rendered, not on the stores behind it.
 """
 
+import json
 import re
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +74,14 @@ def test_the_prefect_flow_run_has_the_same_name_tags_and_keyed_round_artifacts(
         key = f"{federation.run_name}-round-{round_number:03d}"
         artifact = page_text(rendered_dom(f"{federation.prefect_base}/artifacts/key/{key}"))
         assert key in artifact and f"Round {round_number} of {ROUNDS}" in artifact
+
+
+def test_the_prefect_ui_it_started_sends_no_telemetry(looked_at: tuple[Federation, str]) -> None:
+    federation, printed = looked_at
+    assert f"ready: Prefect UI on {federation.prefect_base}/runs (telemetry off)" in printed
+    with urllib.request.urlopen(f"{federation.prefect_base}/api/admin/settings", timeout=10) as answer:
+        settings = json.loads(answer.read())
+    assert settings["server"]["analytics_enabled"] is False
+    with urllib.request.urlopen(f"{federation.prefect_base}/ui-settings", timeout=10) as answer:
+        ui_settings = json.loads(answer.read())
+    assert ui_settings["api_url"] == f"{federation.prefect_base}/api"  # its pages reach this server

@@ -140,22 +140,5 @@ def test_a_port_in_use_is_refused_by_number(store: dict[str, str], tmp_path: Pat
     assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_the_prefect_ui_starts_with_telemetry_off_and_stops_too(
-    store: dict[str, str], tmp_path: Path
-) -> None:
-    port, prefect_port = _free_port(), _free_port()
-    process = _start(["--port", str(port), "--prefect", "--prefect-port", str(prefect_port)], store, tmp_path)
-    try:
-        output = "".join(_lines_until_ready(process))
-        assert f"ready: Prefect UI on http://127.0.0.1:{prefect_port}/runs (telemetry off)" in output
-        with urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10) as health:
-            assert health.status == 200
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{prefect_port}/api/admin/settings", timeout=10
-        ) as answer:
-            assert json.loads(answer.read())["server"]["analytics_enabled"] is False
-        assert (tmp_path / "prefect").is_dir(), "the user's PREFECT_HOME is kept"
-    finally:
-        if process.poll() is None:
-            rest = _stop_and_check(process, [port, prefect_port])
-            assert "stopped: MLflow UI, Prefect UI" in rest
+# `fedflow ui --prefect` (telemetry off, the Prefect pages reaching their API) is exercised by
+# tests/test_browser_views.py, which starts it once for a browser to look at.
