@@ -198,11 +198,12 @@ def _numeric_target(name: str, numbers: pd.Series) -> TargetGuess:
     lower, upper = nice_bounds(float(numbers.min()), float(numbers.max()), nonnegative=numbers.min() >= 0)
     reason = f"{len(distinct)} distinct numbers: regression; range widened and rounded outward"
     if (numbers == numbers.round()).all() and len(distinct) <= MAX_CLASSES:
-        # Numeric class codes are read as numbers, and multiclass classes are text: a coded
-        # target drafted as multiclass would fail its own class check.
+        # Whole values are an ordered score or class codes; only the user knows which. Drafted
+        # as a score, with the classes to declare (read as text, they match) in the comment.
+        codes = ", ".join(f"'{_tidy(value):g}'" for value in distinct)
         reason = (
             f"{len(distinct)} whole values, taken as an ordered score (regression); if they are "
-            "classes, write them as text labels in the files and use task: multiclass"
+            f"classes, use task: multiclass with target classes: [{codes}]"
         )
     return TargetGuess(name, "regression", reason, min=lower, max=upper)
 

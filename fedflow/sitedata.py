@@ -79,6 +79,9 @@ def _check_data_path(path: Path, spec: DomainSpec, *, site: str) -> None:
 def _read_csv(path: Path, spec: DomainSpec) -> pd.DataFrame:
     """A CSV in UTF-8 (with or without a byte-order mark; any line endings), its header as written."""
     text_columns = {c.name: "string" for c in spec.categorical}
+    if spec.target.classes or spec.target.positive_value is not None:
+        # Labels are compared as text: classes coded `1, 2, 3` must stay "1", not become 1 or 1.0.
+        text_columns[spec.target.column] = "string"
     frame = pd.read_csv(path, dtype=text_columns, encoding="utf-8-sig")
     # pandas renames a repeated name (`Income`, `Income.1`); the raw header keeps the evidence.
     header = pd.read_csv(path, header=None, nrows=1, dtype=str, encoding="utf-8-sig", keep_default_na=False)

@@ -177,3 +177,32 @@ def test_a_refused_draft_leaves_nothing_behind(domains_dir: Path, tmp_path: Path
     assert not (domains_dir / "flat").exists()
     half = runner.invoke(app, ["domains", "new", "flat", "--from", "healthcare", "--infer", str(source)])
     assert half.exit_code == 2 and "--target" in half.output
+
+
+def test_class_codes_written_as_numbers_pass_their_own_class_check(domains_dir: Path, tmp_path: Path) -> None:
+    """Drafted as a score; declared multiclass with the classes the draft offers, the file validates."""
+    rows = 600
+    frame = pd.DataFrame(
+        {
+            "dose": [float(i % 11) for i in range(rows)],
+            "site_kind": ["urban", "rural", "urban"] * (rows // 3),
+            "grade": [1 + i % 3 for i in range(rows)],  # three classes coded 1, 2, 3
+        }
+    )
+    source = tmp_path / "ward.csv"
+    frame.to_csv(source, index=False)
+    made = runner.invoke(
+        app, ["domains", "new", "grading", "--from", "retail", "--infer", str(source), "--target", "grade"]
+    )
+    assert made.exit_code == 0, made.output
+    config = domains_dir / "grading" / "config.yaml"
+    text = config.read_text()
+    assert "task: multiclass with target classes: ['1', '2', '3']" in text
+    spec = yaml.safe_load(text)
+    spec["task"] = "multiclass"
+    spec["target"] = {"column": "grade", "classes": [1, 2, 3]}  # unquoted, as a user would write them
+    config.write_text(yaml.safe_dump(spec))
+    checked = runner.invoke(app, ["validate", "grading", "--data", str(source)])
+    assert checked.exit_code == 0, checked.output
+    labels = load_domain("grading").spec
+    assert labels.target.classes == ["1", "2", "3"]
