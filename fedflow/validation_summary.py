@@ -39,6 +39,8 @@ class CheckResult(BaseModel):
             detail = f"observed type {self.observed_type}"
         elif self.expectation == "expect_column_to_exist":
             detail = "column is missing"
+        elif self.expectation == "expect_table_row_count_to_be_between" and self.element_count is not None:
+            detail = f"the file has {self.element_count} rows"
         else:
             detail = "failed"
         return detail

@@ -251,3 +251,15 @@ def test_checking_a_file_imports_neither_torch_nor_scikit_learn(healthcare: Doma
     data = str(healthcare.site_path("hungary"))
     done = subprocess.run([sys.executable, "-c", script, data], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_validate_says_how_many_rows_a_file_has_and_needs(healthcare: Domain, tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    pd.read_csv(healthcare.site_path("hungary")).head(7).to_csv(small, index=False)
+    result = runner.invoke(app, ["validate", "healthcare", "--data", str(small)])
+    assert result.exit_code == 1
+    minimum = healthcare.spec.quality.min_rows
+    assert (
+        f"FAIL expect_table_row_count_to_be_between (at least {minimum} rows): the file has 7 rows"
+        in result.output
+    )

@@ -128,6 +128,11 @@ def test_many_sites_validated_in_one_run_match_one_by_one(healthcare: Domain) ->
     assert [c.expectation for c in result["c"].checks if not c.success] == [
         "expect_table_row_count_to_be_between"
     ]
+    (too_few,) = result["c"].failures
+    minimum = healthcare.spec.quality.min_rows
+    assert too_few.describe() == (
+        f"expect_table_row_count_to_be_between (at least {minimum} rows): the file has 5 rows"
+    )
 
 
 def test_checks_over_a_whole_column_are_never_judged_on_the_joint_rows(healthcare: Domain) -> None:

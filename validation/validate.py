@@ -71,12 +71,15 @@ def _check_result(result: ExpectationValidationResult) -> CheckResult:
     details = result.result or {}
     error = _error_of(result.exception_info or {})
     observed = details.get("observed_value")
+    counts_rows = config is not None and config.type == _ROW_COUNT
+    label = (config.meta or {}).get("fedflow_label") if config is not None else None
     return CheckResult(
         expectation=config.type if config is not None else "unknown",
-        label=(config.meta or {}).get("fedflow_label") if config is not None else None,
+        label=_row_bounds(kwargs) if counts_rows else label,
         column=kwargs.get("column"),
         success=bool(result.success),
-        element_count=details.get("element_count"),
+        # The table's row count is a count, safe to report; other observed values can be raw data.
+        element_count=observed if counts_rows and isinstance(observed, int) else details.get("element_count"),
         unexpected_count=details.get("unexpected_count"),
         unexpected_percent=details.get("unexpected_percent"),
         # Only dtype names are reported as observed values: other observations can be raw data.
@@ -132,10 +135,19 @@ def _columns_of(expectations: Sequence[Expectation]) -> list[str]:
 _ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
+def _row_bounds(kwargs: Any) -> str:
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is not None and high is not None:
+        return f"{low} to {high} rows"
+    return f"at least {low} rows" if low is not None else f"at most {high} rows"
+
+
 def _row_count_check(expectation: Expectation, rows: int) -> CheckResult:
     low, high = expectation.kwargs.get("min_value"), expectation.kwargs.get("max_value")
     success = (low is None or rows >= low) and (high is None or rows <= high)
-    return CheckResult(expectation=_ROW_COUNT, success=success, element_count=rows, unexpected_count=0)
+    return CheckResult(
+        expectation=_ROW_COUNT, label=_row_bounds(expectation.kwargs), success=success, element_count=rows
+    )
 
 
 # Checks that hold for every site when they hold for all sites' rows together: strictly per row
