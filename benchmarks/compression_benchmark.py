@@ -69,7 +69,7 @@ def main() -> None:
                     run_name = f"{name}-{compression['codec']}-{arm[:12]}-{seed}".replace(" ", "")
                     result = federated_training(domain=name, federation=config, run_name=run_name)
                     history = load_checkpoint(result.federation_id)[0].history
-                    uplink = float(np.mean([h["comm/bytes_received"] for h in history]))
+                    uplink = float(np.mean([h["network/bytes_received"] for h in history]))
                     auc = float(np.nanmean([s["roc_auc"] for s in result.per_site.values()]))
                     results.setdefault(arm, []).append((uplink, auc))
                 print(f"{name}: seed {seed} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)

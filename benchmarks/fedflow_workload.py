@@ -160,7 +160,7 @@ def main() -> None:
         flow_seconds = time.perf_counter() - flow_started
         history = load_checkpoint(result.federation_id)[0].history
         accuracy = test_accuracy(domain_name, result.federation_id, args.seed)
-        received = sum(h["comm/bytes_received"] for h in history) / len(history)
+        received = sum(h["network/bytes_received"] for h in history) / len(history)
         seconds = [h["time/round_seconds"] for h in history]
     sampler.stop()
     out = {

@@ -140,9 +140,9 @@ def main() -> None:
             return [m.value for m in sorted(points, key=lambda m: m.step)]
 
         round_seconds = history("time/round_seconds")
-        received = history("comm/bytes_received")
-        sent = history("comm/bytes_sent")
-        share = history("comm/exchanged_parameter_share")[0]
+        received = history("network/bytes_received")
+        sent = history("network/bytes_sent")
+        share = history("network/exchanged_parameter_share")[0]
         adapters = int(history("model/adapter_parameters")[0])
         base_parameters = int(client.get_run(result.mlflow_run_id).data.tags["base_model.parameters"])
     results["federated"] = {

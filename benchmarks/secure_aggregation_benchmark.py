@@ -159,7 +159,7 @@ def flow_cost(rounds: int) -> dict[str, dict[str, float]]:
         later = history[1:] or history
         out[arm] = {
             "seconds_per_round": float(np.mean([h["time/round_seconds"] for h in later])),
-            "bytes_received_per_round": float(np.mean([h["comm/bytes_received"] for h in history])),
+            "bytes_received_per_round": float(np.mean([h["network/bytes_received"] for h in history])),
             "roc_auc": result.final_metrics["roc_auc"],
         }
     return out

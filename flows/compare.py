@@ -243,8 +243,8 @@ def _site_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
 def read_summary(client: MlflowClient, run: Run, champion_run: tuple[str, str] | None) -> RunSummary:
     """A federation's run as the table shows it; `champion_run` is (version, run id) of the champion."""
     params, metrics, run_id = run.data.params, run.data.metrics, run.info.run_id
-    sent, rounds = _history_total(client, run_id, "comm/bytes_sent")
-    received, _ = _history_total(client, run_id, "comm/bytes_received")
+    sent, rounds = _history_total(client, run_id, "network/bytes_sent")
+    received, _ = _history_total(client, run_id, "network/bytes_received")
     epsilon = metrics.get("privacy/epsilon", metrics.get("privacy/dp_sgd_epsilon_max"))
     secure = params.get("secure_aggregation.enabled", "False") == "True"
     return RunSummary(

@@ -120,7 +120,7 @@ def test_compare_two_real_federations(prefect_api: None, mlflow_store: str, heal
     for site in healthcare.spec.site_names:
         value = runs["cmp-prox"].data.metrics[f"site/{site}/roc_auc"]
         assert f"{value:.4f}" in _row(output, f"{site}: roc_auc")
-    sent = sum(m.value for m in client.get_metric_history(runs["cmp-avg"].info.run_id, "comm/bytes_sent"))
+    sent = sum(m.value for m in client.get_metric_history(runs["cmp-avg"].info.run_id, "network/bytes_sent"))
     assert f"{sent / 1024:.1f} KiB" in _row(output, "bytes sent")
     champion = client.get_model_version_by_alias("healthcare-global", "champion")
     assert f"version {champion.version}" in _row(output, "champion")

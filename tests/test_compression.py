@@ -128,10 +128,10 @@ def test_a_compressed_federation_sends_fewer_bytes_and_keeps_the_residual_at_the
 
     plain = run("plain", {})
     sparse = run("sparse", {"codec": "topk", "options": {"fraction": 0.05}})
-    assert plain[0]["comm/uplink_compression"] == pytest.approx(1.0)
+    assert plain[0]["network/uplink_compression"] == pytest.approx(1.0)
     for before, after in zip(plain, sparse, strict=True):
-        assert after["comm/bytes_received"] * 5 < before["comm/bytes_received"]
-        assert after["comm/uplink_compression"] > 5
+        assert after["network/bytes_received"] * 5 < before["network/bytes_received"]
+        assert after["network/uplink_compression"] > 5
     residual = load_site_state(state_root(), "sparse", "cleveland", before_round=4)
     assert residual is not None and np.abs(residual[UPLINK_RESIDUAL]).sum() > 0
     assert sparse[-1]["global/roc_auc"] > 0.6  # still learns

@@ -273,7 +273,7 @@ def test_a_strategy_a_codec_a_task_kind_and_a_domain_added_as_files_only(tmp_pat
     (run,) = client.search_runs([client.get_experiment_by_name("severity").experiment_id])
     assert run.data.params["strategy.name"] == "fedavgclip" and run.data.params["compression.codec"] == "sign"
     metrics = run.data.metrics
-    assert metrics["comm/uplink_compression"] > 3, "int8 signs instead of float32 values"
+    assert metrics["network/uplink_compression"] > 3, "int8 signs instead of float32 values"
     assert 0 < metrics["global/mae"] < 2 and "global/roc_auc" not in metrics
     state = json.loads((tmp_path / "state" / "runs" / "plugins" / "state.json").read_text())
     assert state["round"] == 2 and state["config"]["strategy"]["options"] == {"max_grad": 0.05}

@@ -87,7 +87,7 @@ def test_two_rounds_with_an_excluded_site(
         "global/loss",
         "worst/roc_auc",
         "site/cleveland/roc_auc",
-        "comm/bytes_sent",
+        "network/bytes_sent",
     ):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2], key
@@ -95,7 +95,7 @@ def test_two_rounds_with_an_excluded_site(
     worst = client.get_metric_history(run.info.run_id, "worst/roc_auc")[-1].value
     assert 0.0 <= worst <= auc <= 1.0 and auc > 0.6
     assert client.get_metric_history(run.info.run_id, "site/hungary/roc_auc") == []
-    received = client.get_metric_history(run.info.run_id, "comm/bytes_received")[-1].value
+    received = client.get_metric_history(run.info.run_id, "network/bytes_received")[-1].value
     assert received > 0
 
     # The privacy audit ran at every eligible site and only its scores were logged.
@@ -170,8 +170,8 @@ def test_scaffold_with_personalisation_logs_both_and_a_plot(prefect_api: None, m
     assert [m.step for m in history] == [1, 2]
     assert "personalised/roc_auc" in result.per_site["cleveland"]
     # SCAFFOLD's control variates travel both ways: about twice FedAvg's bytes.
-    sent = client.get_metric_history(result.mlflow_run_id, "comm/bytes_received")[-1].value
-    plain_sent = client.get_metric_history(plain.mlflow_run_id, "comm/bytes_received")[-1].value
+    sent = client.get_metric_history(result.mlflow_run_id, "network/bytes_received")[-1].value
+    plain_sent = client.get_metric_history(plain.mlflow_run_id, "network/bytes_received")[-1].value
     assert 1.8 < sent / plain_sent < 2.2
     artifacts = [a.path for a in client.list_artifacts(result.mlflow_run_id)]
     assert "metrics_by_round.png" in artifacts

@@ -130,9 +130,9 @@ def test_federated_lora_learns_and_registers_adapters(language_env: str) -> None
     # Only adapters travel: bytes per round are those of the adapters, a small share of the model.
     adapters = load_checkpoint("lora")[1]
     adapter_bytes = len(encode(adapters))
-    received = _history(result.mlflow_run_id, "comm/bytes_received")
+    received = _history(result.mlflow_run_id, "network/bytes_received")
     assert all(4 * adapter_bytes * 0.9 < r < 4 * adapter_bytes * 1.1 for r in received)
-    share = _history(result.mlflow_run_id, "comm/exchanged_parameter_share")[0]
+    share = _history(result.mlflow_run_id, "network/exchanged_parameter_share")[0]
     assert 0 < share < 0.1
 
     client = MlflowClient()
@@ -197,7 +197,7 @@ def test_dp_and_compression_apply_to_adapters(language_env: str) -> None:
         federation=_config(compression={"codec": "topk", "options": {"fraction": 0.05}}),
         run_name="lora-topk",
     )
-    assert min(_history(compressed.mlflow_run_id, "comm/uplink_compression")) > 5
+    assert min(_history(compressed.mlflow_run_id, "network/uplink_compression")) > 5
     assert np.isfinite(compressed.final_metrics["perplexity"])
 
 

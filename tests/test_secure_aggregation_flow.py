@@ -60,7 +60,7 @@ def test_masked_rounds_end_with_the_plain_model(privacy, prefect_api: None, mlfl
     assert masked.final_metrics["roc_auc"] == pytest.approx(plain.final_metrics["roc_auc"], abs=1e-3)
     # What crossed the boundary really was masked: 64-bit field elements, not float32 deltas.
     plain_history, masked_history = load_checkpoint("plain")[0].history, load_checkpoint("masked")[0].history
-    assert masked_history[0]["comm/bytes_received"] > 1.8 * plain_history[0]["comm/bytes_received"]
+    assert masked_history[0]["network/bytes_received"] > 1.8 * plain_history[0]["network/bytes_received"]
     assert masked_history[0]["secure_aggregation/threshold"] == 3.0  # 4 sites, 1 dropout allowed
 
 

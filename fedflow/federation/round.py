@@ -304,9 +304,9 @@ def _logged(
     logged = {
         **(metrics.flat() if len(metrics.per_site) <= LISTED_SITES else metrics.flat_summary()),
         "train/loss": train_loss,
-        "comm/bytes_sent": float(bytes_sent),
-        "comm/bytes_received": float(collected.bytes_received),
-        "comm/uplink_compression": collected.dense_bytes / collected.accepted_bytes
+        "network/bytes_sent": float(bytes_sent),
+        "network/bytes_received": float(collected.bytes_received),
+        "network/uplink_compression": collected.dense_bytes / collected.accepted_bytes
         if collected.accepted_bytes
         else 1.0,
         "sites/participants": float(len(reported)),

@@ -81,7 +81,7 @@ def _frozen_base(plan: FederationPlan, task: TaskKind, weights: NamedArrays, rec
     adapters = sum(int(v.size) for v in weights.values())
     metrics = {
         "model/adapter_parameters": float(adapters),
-        "comm/exchanged_parameter_share": base.exchanged_share(adapters),
+        "network/exchanged_parameter_share": base.exchanged_share(adapters),
     }
     recorder.note(Note(tags=base.tags, metrics=metrics, step=0))
 
