@@ -1,5 +1,6 @@
 """Shared fixtures: the real healthcare domain, a temporary MLflow store, a temporary Prefect API."""
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,17 +70,27 @@ def prefect_api() -> Iterator[None]:
 @pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """MLflow on a SQLite file and an artifact folder, both in a temporary folder."""
+    with mlflow_store_in(tmp_path, monkeypatch) as uri:
+        yield uri
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@contextlib.contextmanager
+def mlflow_store_in(folder: Path, patch: pytest.MonkeyPatch) -> Iterator[str]:
+    """MLflow on `folder/mlflow.db` with artifacts beside it, the working directory there; for
+    fixtures of any scope (a module-scoped one passes a `pytest.MonkeyPatch.context()`)."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("FEDFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    patch.setenv("FEDFLOW_ARTIFACT_ROOT", str(folder / "artifacts"))
+    patch.chdir(folder)
     mlflow.set_tracking_uri(uri)
-    yield uri
-    if mlflow.active_run() is not None:
-        mlflow.end_run()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield uri
+    finally:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
 
 
 def site_step_inputs(domain: Domain, site: str, **overrides: object) -> dict[str, object]:

@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+from conftest import mlflow_store_in
 from mlflow.tracking import MlflowClient
 
 from domains import Domain, available_domains, load_domain
@@ -46,16 +47,11 @@ def _nulls(value: Any) -> int:
 @pytest.fixture(scope="module")
 def layout_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One MLflow store (SQLite in a temporary folder) for the module's one federation."""
-    folder = tmp_path_factory.mktemp("layout")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("FEDFLOW_ARTIFACT_ROOT", str(folder / "artifacts"))
-        patch.chdir(folder)
-        mlflow.set_tracking_uri(uri)
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        mlflow_store_in(tmp_path_factory.mktemp("layout"), patch) as uri,
+    ):
         yield uri
-        if mlflow.active_run() is not None:
-            mlflow.end_run()
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from ui_session import free_port
 
 pytestmark = pytest.mark.slow  # starts servers
 FEDFLOW = Path(sys.executable).with_name("fedflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_free(port: int) -> bool:
@@ -99,7 +94,7 @@ def _stop_and_check(process: subprocess.Popen[str], ports: list[int]) -> str:
 def test_ui_prints_links_that_answer_and_stops_every_server_on_sigterm(
     store: dict[str, str], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     process = _start(["--port", str(port)], store, tmp_path)
     try:
         output = "".join(_lines_until_ready(process))
