@@ -72,9 +72,9 @@ class TrackingRecorder:
         else:  # many simulated clients: one file, not thousands
             self.tracker.log_json([summary.compact() for summary in summaries], "validation/all_sites.json")
         excluded = ",".join(record.excluded) or "none"
+        # Tags, not metrics: a constant count logged first became the MLflow compare page's
+        # default axis (parallel coordinates opened on `sites/eligible`, always 4).
         self.tracker.set_tags({"sites.eligible": ",".join(record.eligible), "sites.excluded": excluded})
-        counts = {"sites/eligible": len(record.eligible), "sites/excluded": len(record.excluded)}
-        self.tracker.log_metrics(counts, step=0)
         create_markdown_artifact(
             markdown=validation_markdown(self.domain.name, summaries),
             key=f"{self.domain.name.replace('_', '-')}-validation",
