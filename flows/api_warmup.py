@@ -58,6 +58,11 @@ def warm_up_api() -> None:
     _SERVERS.append(local_server.launch(log_path, local_server.requested_port()))
 
 
+def serves_api(url: str | None) -> bool:
+    """True when `url` is the temporary API this process started (it has no UI, and stops with us)."""
+    return url is not None and any(server.api_url == url for server in _SERVERS)
+
+
 def api_ready() -> None:
     """Wait for the server `warm_up_api` launched and point Prefect's client at it.
 

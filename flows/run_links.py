@@ -20,7 +20,7 @@ from fedflow.config import FederationConfig
 from fedflow.run_names import flow_run_tags, privacy_kind
 from flows import api_warmup
 from flows.tracking import FederationTracker
-from flows.ui_links import mlflow_run_url, mlflow_ui_base
+from flows.ui_links import mlflow_run_url, mlflow_ui_base, prefect_flow_run_page, prefect_ui_base
 
 PREFECT_FLOW_RUN_ID_TAG = "fedflow.prefect_flow_run_id"
 PREFECT_FLOW_RUN_URL_TAG = "fedflow.prefect_flow_run_url"
@@ -40,20 +40,15 @@ def name_flow_run(name: str, tags: Mapping[str, str]) -> str | None:
     return str(flow_run.id)
 
 
-def _temporary_api() -> bool:
-    """True when Prefect's client talks to the temporary API this process started (`fedflow run`)."""
-    # That server runs without a UI and is stopped with the run: a link to it would be dead.
-    api = PREFECT_API_URL.value()
-    return any(server.api_url == api for server in api_warmup._SERVERS)
-
-
 def prefect_flow_run_url(flow_run_id: str) -> str | None:
     """The flow run's page in the Prefect UI (`PREFECT_UI_URL`, else derived from the API's address).
 
-    None when no UI is known: Prefect's in-process server or fedflow's temporary API.
+    On fedflow's temporary API (`fedflow run` without PREFECT_API_URL), which has no UI and stops
+    with the run, the page is where `fedflow ui --prefect` serves the same PREFECT_HOME database.
+    None when no UI is known (Prefect's in-process test server).
     """
-    if _temporary_api():
-        return None
+    if api_warmup.serves_api(PREFECT_API_URL.value()):
+        return prefect_flow_run_page(prefect_ui_base(), flow_run_id)
     return url_for("flow-run", obj_id=flow_run_id)
 
 
@@ -85,7 +80,9 @@ def _description(links: RunLinks, prefect_url: str | None) -> str:
         + ("on" if config.secure_aggregation.enabled else "off")
         + f", codec {config.compression.codec}.",
     ]
-    if prefect_url is not None:
+    if prefect_url is not None and api_warmup.serves_api(PREFECT_API_URL.value()):
+        lines += ["", f"Prefect flow run: [{links.flow_run_id}]({prefect_url}) (open `fedflow ui --prefect`)"]
+    elif prefect_url is not None:
         lines += ["", f"Prefect flow run: [{links.flow_run_id}]({prefect_url})"]
     elif links.flow_run_id is not None:
         lines += ["", f"Prefect flow run `{links.flow_run_id}` (no Prefect UI serves this run's API)."]

@@ -48,6 +48,19 @@ def test_the_run_page_shows_its_name_headline_metric_and_prefect_link(
     assert federation.flow_run_id in page  # the description names the Prefect flow run
 
 
+def test_the_runs_link_to_each_other_in_the_browser(looked_at: tuple[Federation, str]) -> None:
+    """Follow the MLflow run's link to its Prefect flow run, and the flow run's link artifact back."""
+    federation, _ = looked_at
+    run_page = rendered_dom(
+        f"{federation.mlflow_base}/#/experiments/{federation.experiment_id}/runs/{federation.run_id}"
+    )
+    flow_run_page = f"{federation.prefect_base}/runs/flow-run/{federation.flow_run_id}"
+    assert f'href="{flow_run_page}"' in run_page
+    assert federation.run_name in page_text(rendered_dom(flow_run_page))
+    back = page_text(rendered_dom(f"{federation.prefect_base}/artifacts/key/healthcare-mlflow-run"))
+    assert f"MLflow run {federation.run_name}" in back or federation.run_id in back
+
+
 def test_the_registered_model_shows_the_champion_alias_and_its_score(
     looked_at: tuple[Federation, str],
 ) -> None:

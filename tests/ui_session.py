@@ -108,9 +108,14 @@ def read_federation(root: Path, ports: tuple[int, int]) -> Federation:
 @contextlib.contextmanager
 def ui_session(root: Path, *, rounds: int) -> Iterator[tuple[Federation, str]]:
     """A FedProx federation run in `root`, both UIs serving it; yields the run and `fedflow ui`'s output."""
-    env = user_env(root)
-    run_federation(root, env, rounds)
     ports = (free_port(), free_port())
+    # Where the UIs will be, as a user who serves them elsewhere than 5000/4200 would say.
+    env = {
+        **user_env(root),
+        "FEDFLOW_MLFLOW_UI_URL": f"http://127.0.0.1:{ports[0]}",
+        "FEDFLOW_PREFECT_UI_URL": f"http://127.0.0.1:{ports[1]}",
+    }
+    run_federation(root, env, rounds)
     process, printed = start_ui(root, env, ports)
     try:
         yield read_federation(root, ports), printed
